@@ -1,0 +1,487 @@
+"""Experiment configuration: one TOML file per experiment, validated before anything runs.
+
+A config is a set of sections. A recipe declares which sections it accepts and what each one is:
+
+- a :class:`Block` section names a callable and its keyword arguments::
+
+      [model]
+      path = "diarizen_lab.models.wavlm_conformer.WavLMConformer"
+      [model.args]
+      num_layers = 4
+
+  The arguments are checked against the callable's signature when the file is loaded: unknown keys (with a
+  suggestion), missing required arguments and wrong types are reported with the file, line and section.
+  :func:`instantiate` then calls it, adding the objects that only the recipe can supply (``params=``, ...).
+
+- a dataclass section holds plain settings, checked against the dataclass fields the same way.
+
+Relative paths (arguments or fields annotated :class:`pathlib.Path`) resolve against the config's root:
+``[meta] root`` if given (itself relative to the config file's directory), else the config file's directory —
+never against the current working directory. ``--set section.key=value`` overrides are parsed as TOML values
+(``--set trainer.args.max_epochs=3``, ``--set 'model.args.wavlm="wavlm_tiny"'``; a bare word is taken as a
+string). The resolved config (overrides applied, paths absolute) is saved in the experiment directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import inspect
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from diarizen_lab.errors import InputError
+from diarizen_lab.utils.atomic import atomic_open
+
+__all__ = [
+    "Block",
+    "Config",
+    "load_config",
+    "instantiate",
+    "import_object",
+    "save_resolved",
+    "add_config_arguments",
+]
+
+_MISSING = inspect.Parameter.empty
+
+
+@dataclasses.dataclass
+class Block:
+    """An instantiable config block: ``path`` names a callable, ``args`` its keyword arguments."""
+
+    path: str
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: where the block was defined, for error messages (e.g. ``conf/x.toml: [model]``)
+    where: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "args": self.args}
+
+
+class Config(dict):
+    """Validated sections by name, with the config's source file and root directory."""
+
+    def __init__(self, sections: Mapping[str, Any], source: Path, root: Path) -> None:
+        super().__init__(sections)
+        self.source = source
+        self.root = root
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Locating errors
+
+
+class _Locator:
+    """Finds the line of a section or key in the TOML text, for error messages."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, section: str, key: str | None = None) -> int | None:
+        header = re.compile(r"^\s*\[\s*" + re.escape(section) + r"\s*\]\s*(#.*)?$")
+        any_header = re.compile(r"^\s*\[")
+        start = None
+        for number, line in enumerate(self.lines, start=1):
+            if header.match(line):
+                start = number
+                break
+        if start is None:
+            # the section may be written inline (``args = {...}``) under its parent
+            parent, _, leaf = section.rpartition(".")
+            if parent and key is not None:
+                return self.line_of(parent, leaf)
+            return None
+        if key is None:
+            return start
+        key_line = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+        for number in range(start + 1, len(self.lines) + 1):
+            line = self.lines[number - 1]
+            if any_header.match(line):
+                break
+            if key_line.match(line):
+                return number
+        return start
+
+    def error(self, section: str, key: str | None, message: str, fix: str | None = None) -> InputError:
+        return InputError(
+            f"[{section}] {message}", path=self.path, line=self.line_of(section, key), fix=fix
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Type checking of TOML values against annotations
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _coerce(value: Any, annotation: Any, root: Path) -> Any:
+    """Return ``value`` converted to ``annotation`` (int -> float, list -> tuple, str -> Path), or raise TypeError."""
+    if annotation is _MISSING or annotation is Any:
+        return value
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, root)
+            except TypeError:
+                continue
+        raise TypeError
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise TypeError
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise TypeError
+    if annotation is Path:
+        if isinstance(value, str):
+            return _resolve_path(value, root)
+        raise TypeError
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError
+    if annotation in (str, bool):
+        if type(value) is annotation:
+            return value
+        raise TypeError
+    if origin in (list, tuple, typing.Sequence, Iterable) or annotation in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise TypeError
+            return tuple(_coerce(v, a, root) for v, a in zip(value, args))
+        item = args[0] if args else Any
+        items = [_coerce(v, item, root) for v in value]
+        return tuple(items) if (origin is tuple or annotation is tuple) else items
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise TypeError
+        return value
+    if isinstance(annotation, type):
+        if isinstance(value, annotation):
+            return value
+        raise TypeError
+    return value  # annotations we cannot check (protocols, forward references): accept as written
+
+
+def _resolve_path(value: str, root: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (root / path).resolve()
+
+
+def _check_fields(
+    values: Mapping[str, Any],
+    fields: Mapping[str, tuple[Any, bool]],
+    locator: _Locator,
+    section: str,
+    root: Path,
+    runtime: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Validate ``values`` against ``fields`` (name -> (annotation, required)); return coerced values."""
+    runtime = set(runtime)
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in runtime:
+            raise locator.error(
+                section, key, f"'{key}' is supplied by the recipe and cannot be set in the config",
+                fix=f"remove '{key}'",
+            )
+        if key not in fields:
+            settable = [name for name in fields if name not in runtime]
+            close = difflib.get_close_matches(key, settable, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            known = ", ".join(sorted(settable)) or "none"
+            raise locator.error(section, key, f"unknown key '{key}'{hint}", fix=f"known keys: {known}")
+        annotation, _ = fields[key]
+        try:
+            checked[key] = _coerce(value, annotation, root)
+        except TypeError:
+            raise locator.error(
+                section, key,
+                f"'{key}' must be {_type_name(annotation)}, got {type(value).__name__} {value!r}",
+            ) from None
+    missing = [name for name, (_, required) in fields.items() if required and name not in values]
+    if missing:
+        raise locator.error(section, None, f"missing required key(s): {', '.join(repr(m) for m in missing)}")
+    return checked
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Blocks
+
+
+def import_object(path: str) -> Any:
+    """Import ``"package.module.Name"`` and return ``Name``; ValueError with a readable reason on failure."""
+    module_name, _, attribute = path.rpartition(".")
+    if not module_name:
+        raise ValueError(f"'{path}' is not a dotted path like 'package.module.Name'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"cannot import module '{module_name}' ({error})") from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ValueError(f"module '{module_name}' has no attribute '{attribute}'") from None
+
+
+def _signature_fields(target: Callable) -> tuple[dict[str, tuple[Any, bool]], bool]:
+    """Keyword parameters of ``target`` as (annotation, required), and whether it takes ``**kwargs``."""
+    signature = inspect.signature(target)
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # unresolvable forward references: fall back to raw annotations
+        hints = {}
+    fields: dict[str, tuple[Any, bool]] = {}
+    var_keyword = False
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            var_keyword = True
+            continue
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+            continue
+        annotation = hints.get(name, parameter.annotation)
+        fields[name] = (annotation, parameter.default is _MISSING)
+    return fields, var_keyword
+
+
+def _load_block(
+    raw: Any, section: str, locator: _Locator, root: Path, runtime: Iterable[str]
+) -> Block:
+    if not isinstance(raw, dict):
+        raise locator.error(section, None, "must be a table with 'path' and optional 'args'")
+    unknown = set(raw) - {"path", "args"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise locator.error(section, key, f"unknown key '{key}'", fix="a block has only 'path' and [args]")
+    if not isinstance(raw.get("path"), str):
+        raise locator.error(section, "path", "missing 'path' (a dotted name like 'package.module.Class')")
+    args = raw.get("args", {})
+    if not isinstance(args, dict):
+        raise locator.error(section, "args", "'args' must be a table")
+    try:
+        target = import_object(raw["path"])
+    except ValueError as error:
+        raise locator.error(section, "path", f"unknown path '{raw['path']}': {error}") from None
+    if not callable(target):
+        raise locator.error(section, "path", f"'{raw['path']}' is not callable")
+    fields, var_keyword = _signature_fields(target)
+    runtime = set(runtime)
+    # arguments the recipe supplies are not required from the config
+    fields = {name: (a, required and name not in runtime) for name, (a, required) in fields.items()}
+    if var_keyword:
+        # the callable forwards **kwargs: only the named parameters can be checked
+        named = {key: value for key, value in args.items() if key in fields or key in runtime}
+        checked = _check_fields(named, fields, locator, f"{section}.args", root, runtime)
+        checked.update({key: value for key, value in args.items() if key not in named})
+    else:
+        checked = _check_fields(args, fields, locator, f"{section}.args", root, runtime)
+    return Block(path=raw["path"], args=checked, where=f"{locator.path}: [{section}]")
+
+
+def instantiate(block: Block | Mapping[str, Any], **runtime_kwargs: Any) -> Any:
+    """Call the block's target with its args plus the recipe-supplied ``runtime_kwargs``."""
+    if not isinstance(block, Block):
+        block = Block(path=block["path"], args=dict(block.get("args", {})))
+    target = import_object(block.path)
+    overlap = set(block.args) & set(runtime_kwargs)
+    if overlap:
+        raise ValueError(f"{block.where or block.path}: {sorted(overlap)} given by both config and recipe")
+    return target(**block.args, **runtime_kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _dataclass_fields(cls: type) -> dict[str, tuple[Any, bool]]:
+    hints = typing.get_type_hints(cls)
+    return {
+        field.name: (
+            hints[field.name],
+            field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING,
+        )
+        for field in dataclasses.fields(cls)
+        if field.init
+    }
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise InputError(f"--set '{override}': expected section.key=value")
+    dotted, _, text = override.partition("=")
+    keys = dotted.strip().split(".")
+    if len(keys) < 2 or not all(keys):
+        raise InputError(f"--set '{override}': expected section.key=value (e.g. trainer.args.max_epochs=3)")
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        if re.fullmatch(r"[\w./:+-]+", text):
+            value = text  # a bare word: a string
+        else:
+            raise InputError(
+                f"--set '{override}': '{text}' is not a TOML value", fix='quote strings: key=\'"text"\''
+            ) from None
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise InputError(f"--set '{override}': '{key}' is not a table")
+        node = child
+    node[keys[-1]] = value
+
+
+def _toml_error(error: tomllib.TOMLDecodeError, path: Path) -> InputError:
+    """A one-line error with the line number (Python 3.11's tomllib puts it only in the message)."""
+    text = str(error)
+    found = re.search(r"\(at line (\d+), column \d+\)$", text)
+    line = int(found.group(1)) if found else None
+    message = text[: found.start()].strip() if found else text
+    return InputError(f"TOML syntax error: {message}", path=path, line=line, fix="fix the TOML syntax")
+
+
+def load_config(
+    path: str | Path,
+    sections: Mapping[str, type],
+    overrides: Iterable[str] = (),
+    runtime: Mapping[str, Iterable[str]] | None = None,
+) -> Config:
+    """Load and validate a TOML config.
+
+    Args:
+        path: the TOML file.
+        sections: accepted section names -> :class:`Block` or a dataclass. A section whose dataclass has
+            no required field may be omitted; a missing :class:`Block` section is an error unless the
+            name is also absent from the file and the recipe treats it as optional (``Optional[Block]``).
+        overrides: ``section.key=value`` strings applied before validation.
+        runtime: per block section, the argument names the recipe supplies (not allowed in the file).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError("config file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read config ({error})", path=path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise _toml_error(error, path) from None
+    for override in overrides:
+        _apply_override(data, override)
+
+    locator = _Locator(path, text)
+    root = path.parent.resolve()
+    meta = data.get("meta")
+    if isinstance(meta, dict) and "root" in meta:
+        declared = meta.pop("root")  # consumed here: it is the config's root, not a recipe setting
+        if not isinstance(declared, str):
+            raise locator.error("meta", "root", "'root' must be a string (a directory)")
+        root = _resolve_path(declared, root)
+
+    runtime = runtime or {}
+    unknown = [name for name in data if name not in sections]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(sections), n=1)
+        hint = f" (did you mean '[{close[0]}]'?)" if close else ""
+        raise locator.error(
+            unknown[0], None, f"unknown section{hint}", fix=f"known sections: {', '.join(sections)}"
+        )
+
+    validated: dict[str, Any] = {}
+    for name, kind in sections.items():
+        optional = typing.get_origin(kind) in (typing.Union, types.UnionType)
+        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind) if optional else kind
+        raw = data.get(name)
+        if raw is None:
+            if optional:
+                validated[name] = None
+                continue
+            if base is Block:
+                raise InputError(f"missing section [{name}]", path=path, fix=f"add [{name}] with 'path' and [{name}.args]")
+            raw = {}
+        if base is Block:
+            validated[name] = _load_block(raw, name, locator, root, runtime.get(name, ()))
+        elif dataclasses.is_dataclass(base):
+            if not isinstance(raw, dict):
+                raise locator.error(name, None, "must be a table")
+            values = _check_fields(raw, _dataclass_fields(base), locator, name, root)
+            validated[name] = base(**values)
+        else:
+            raise TypeError(f"section kind for [{name}] must be Block or a dataclass, got {kind!r}")
+    return Config(validated, source=path.resolve(), root=root)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Saving
+
+
+def _plain(value: Any) -> Any:
+    """Convert a validated value back to TOML-serialisable data (paths absolute, tuples as lists)."""
+    if isinstance(value, Block):
+        return {"path": value.path, "args": _plain(value.args)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items() if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def to_toml(config: Config) -> str:
+    """The resolved config as TOML text (omitted optional sections and ``None`` values are left out)."""
+    sections = {name: _plain(value) for name, value in config.items() if value is not None}
+    if "meta" in sections:
+        sections["meta"]["root"] = str(config.root)
+    return tomli_w.dumps(sections)
+
+
+def save_resolved(config: Config, exp_dir: str | Path) -> Path:
+    """Write the resolved config to ``exp_dir/config.toml`` atomically and return its path."""
+    target = Path(exp_dir) / "config.toml"
+    with atomic_open(target, "w") as f:
+        f.write(f"# resolved from {config.source}\n")
+        f.write(to_toml(config))
+    return target
+
+
+def add_config_arguments(parser: Any) -> None:
+    """Add ``-C/--config`` and repeatable ``--set section.key=value`` to an argparse parser."""
+    parser.add_argument("-C", "--config", required=True, type=Path, help="experiment TOML file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (TOML syntax; repeatable), e.g. --set trainer.args.max_epochs=3",
+    )
