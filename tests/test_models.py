@@ -120,6 +120,12 @@ def test_wavlm_checkpoint_gives_architecture_and_weights(tmp_path):
     assert [(n, p.shape) for n, p in rebuilt.named_parameters()] == [(n, p.shape) for n, p in model.named_parameters()]
 
 
+def test_architecture_and_checkpoint_together_are_refused(tmp_path):
+    save_wavlm(tmp_path / "pruned.pt", WavLM(pruned_tiny_config()))
+    with pytest.raises(DiarizenLabError, match="set either wavlm .* or wavlm_checkpoint"):
+        WavLMConformer(wavlm="wavlm_tiny", wavlm_checkpoint=str(tmp_path / "pruned.pt"), **SMALL_HEAD)
+
+
 def test_unknown_wavlm_asset_is_a_one_line_error(tmp_path):
     with pytest.raises(DiarizenLabError, match="no-such-wavlm") as error:
         WavLMConformer(wavlm_checkpoint="no-such-wavlm", **SMALL_HEAD)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from diarizen_lab.errors import DiarizenLabError
 from diarizen_lab.models.layer_weighting import LayerWeighting
 from diarizen_lab.models.segmentation import PowersetSegmentationModel
 from diarizen_lab.models.wavlm import WavLM, WavLMConfig, get_preset, load_wavlm
@@ -17,11 +18,12 @@ class WavLMConformer(PowersetSegmentationModel):
 
     Parameters
     ----------
-    wavlm : str or dict
-        WavLM architecture: a preset name (``get_preset``) or a ``WavLMConfig`` dict. Weights are random.
+    wavlm : str or dict, optional
+        WavLM architecture with random weights: a preset name (``get_preset``) or a ``WavLMConfig`` dict.
+        Defaults to ``"wavlm_base_plus"`` when no checkpoint is given.
     wavlm_checkpoint : str, optional
-        Asset name or path of pretrained (or pruned) WavLM weights, resolved with the offline store. When given,
-        the architecture is read from the checkpoint and ``wavlm`` is ignored.
+        Asset name or path of pretrained (or pruned) WavLM weights, resolved with the offline store; the
+        architecture is read from the checkpoint, so ``wavlm`` must not be set as well.
     freeze_wavlm : bool
         Keep WavLM weights fixed: no gradients, and WavLM stays in eval mode (no dropout, no layer drop) even
         when the model trains.
@@ -32,7 +34,7 @@ class WavLMConformer(PowersetSegmentationModel):
 
     def __init__(
         self,
-        wavlm: str | dict[str, Any] = "wavlm_base_plus",
+        wavlm: str | dict[str, Any] | None = None,
         wavlm_checkpoint: str | None = None,
         freeze_wavlm: bool = False,
         chunk_size: float = 8.0,
@@ -49,11 +51,16 @@ class WavLMConformer(PowersetSegmentationModel):
         num_channels: int = 1,
     ) -> None:
         if wavlm_checkpoint is not None:
+            if wavlm is not None:
+                raise DiarizenLabError(
+                    f"WavLMConformer: set either wavlm (architecture, random weights) or wavlm_checkpoint "
+                    f"(pretrained weights, architecture from the file), not both (got {wavlm_checkpoint!r})"
+                )
             from diarizen_lab.store import resolve_asset  # only pretrained weights need the store
 
             encoder = load_wavlm(resolve_asset(wavlm_checkpoint))
-        elif isinstance(wavlm, str):
-            encoder = WavLM(get_preset(wavlm))
+        elif wavlm is None or isinstance(wavlm, str):
+            encoder = WavLM(get_preset(wavlm or "wavlm_base_plus"))
         else:
             encoder = WavLM(WavLMConfig.from_dict(wavlm))
         super().__init__(
