@@ -367,7 +367,7 @@ def _toml_error(error: tomllib.TOMLDecodeError, path: Path) -> InputError:
 
 
 def load_config(
-    path: str | Path,
+    path: str | Path | None,
     sections: Mapping[str, type],
     overrides: Iterable[str] = (),
     runtime: Mapping[str, Iterable[str]] | None = None,
@@ -375,24 +375,42 @@ def load_config(
     """Load and validate a TOML config.
 
     Args:
-        path: the TOML file.
+        path: the TOML file, or ``None`` for defaults and overrides only.
         sections: accepted section names -> :class:`Block` or a dataclass. A section whose dataclass has
             no required field may be omitted; a missing :class:`Block` section is an error unless the
             name is also absent from the file and the recipe treats it as optional (``Optional[Block]``).
         overrides: ``section.key=value`` strings applied before validation.
         runtime: per block section, the argument names the recipe supplies (not allowed in the file).
     """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError("config file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read config ({error})", path=path) from None
+    if path is None:  # settings from defaults and ``--set`` alone
+        path, text = Path("<command line>"), ""
+    else:
+        path = Path(path)
+        text = _read_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise _toml_error(error, path) from None
+    return _validate(data, path, text, sections, overrides, runtime or {})
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise InputError("config file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read config ({error})", path=path) from None
+
+
+def _validate(
+    data: dict[str, Any],
+    path: Path,
+    text: str,
+    sections: Mapping[str, type],
+    overrides: Iterable[str],
+    runtime: Mapping[str, Iterable[str]],
+) -> Config:
     for override in overrides:
         _apply_override(data, override)
 
@@ -405,7 +423,6 @@ def load_config(
             raise locator.error("meta", "root", "'root' must be a string (a directory)")
         root = _resolve_path(declared, root)
 
-    runtime = runtime or {}
     unknown = [name for name in data if name not in sections]
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(sections), n=1)

@@ -41,6 +41,9 @@ def test_atomic_open_leaves_nothing_on_failure(tmp_path):
         f.write("new\n")
     assert target.read_text() == "new\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.rttm"]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_atomic_dir_replaces_only_when_complete(tmp_path):
@@ -55,6 +58,9 @@ def test_atomic_dir_replaces_only_when_complete(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "model.pt").write_bytes(b"v2")
     assert (target / "model.pt").read_bytes() == b"v2"
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~mask
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0001"]
 
 

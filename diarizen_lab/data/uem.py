@@ -1,0 +1,77 @@
+"""UEM files: the scored (or trained-on) regions of each recording.
+
+Each line is ``<recording> <channel> <start> <end>`` in seconds; a recording may have several
+non-overlapping spans. A recording absent from the UEM (or a data directory without ``uem``) is used whole.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from diarizen_lab.errors import InputError
+from diarizen_lab.utils.atomic import atomic_open
+
+Span = tuple[float, float]
+
+
+def read_uem(path: str | os.PathLike) -> dict[str, list[Span]]:
+    """Map each recording to its ``(start, end)`` spans, sorted by start.
+
+    Raises :class:`InputError` naming the file and line for a wrong number of fields, a time that is not a
+    number, a negative start, an end not after its start, or spans of one recording that overlap.
+    """
+    path = Path(path)
+    spans: dict[str, list[tuple[float, float, int]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields or fields[0].startswith(";;"):
+                continue
+            if len(fields) != 4:
+                raise InputError(
+                    f"expected 4 fields '<recording> <channel> <start> <end>', got {len(fields)}",
+                    path=path, line=number,
+                )
+            recording, _, start_text, end_text = fields
+            times = []
+            for text, what in ((start_text, "start"), (end_text, "end")):
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise InputError(f"{what} time {text!r} is not a number", path=path, line=number) from None
+                if not math.isfinite(value):
+                    raise InputError(f"{what} time {text!r} is not a finite number", path=path, line=number)
+                times.append(value)
+            start, end = times
+            if start < 0:
+                raise InputError(f"negative start time {start_text}", path=path, line=number)
+            if end <= start:
+                raise InputError(f"end {end_text} is not after start {start_text}", path=path, line=number)
+            spans.setdefault(recording, []).append((start, end, number))
+
+    result = {}
+    for recording, entries in spans.items():
+        entries.sort()
+        for (_, previous_end, previous_line), (start, _, number) in zip(entries, entries[1:]):
+            if start < previous_end:
+                raise InputError(
+                    f"span of {recording!r} overlaps the span on line {previous_line}",
+                    path=path, line=number, fix="merge overlapping spans into one",
+                )
+        result[recording] = [(start, end) for start, end, _ in entries]
+    return result
+
+
+def write_uem(path: str | os.PathLike, spans: dict[str, list[Span]]) -> None:
+    """Write ``<recording> 1 <start> <end>`` lines (to the microsecond), sorted, atomically."""
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        for recording in sorted(spans):
+            for start, end in sorted(spans[recording]):
+                f.write(f"{recording} 1 {_seconds_text(start)} {_seconds_text(end)}\n")
+
+
+def _seconds_text(seconds: float) -> str:
+    """Seconds with at most 6 decimals and no trailing zeros (1546.333312, 0, 12.5)."""
+    return f"{seconds:.6f}".rstrip("0").rstrip(".")
