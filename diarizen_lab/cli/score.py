@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--skip-overlap", action="store_true", help="do not score regions where reference speakers overlap"
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    parser.add_argument(
+        "-o", "--output", type=Path, default=None, help="also write the JSON report to this file (atomically)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -51,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
     report = score_files(
         args.reference, args.hypothesis, args.uem, collar=args.collar, skip_overlap=args.skip_overlap
     )
+    if args.output is not None:
+        from diarizen_lab.utils.atomic import atomic_open
+
+        with atomic_open(args.output) as f:
+            json.dump(report.to_dict(), f, indent=2)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
