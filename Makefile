@@ -21,4 +21,4 @@ bench: setup
 	$(PY) benchmarks/run_all.py
 
 clean-demo:
-	rm -rf data/synth exp/demo_*
+	rm -rf data/synth exp/tiny_wavlm_conformer

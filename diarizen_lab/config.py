@@ -15,11 +15,12 @@ A config is a set of sections. A recipe declares which sections it accepts and w
 
 - a dataclass section holds plain settings, checked against the dataclass fields the same way.
 
-Relative paths (arguments or fields annotated :class:`pathlib.Path`) resolve against the config's root:
+Relative paths (arguments or fields annotated :class:`pathlib.Path` or ``os.PathLike``, alone or in a union
+with ``str``) resolve against the config's root:
 ``[meta] root`` if given (itself relative to the config file's directory), else the config file's directory —
 never against the current working directory. ``--set section.key=value`` overrides are parsed as TOML values
-(``--set trainer.args.max_epochs=3``, ``--set 'model.args.wavlm="wavlm_tiny"'``; a bare word is taken as a
-string). The resolved config (overrides applied, paths absolute) is saved in the experiment directory.
+(``--set trainer.max_epochs=3`` for a settings section, ``--set 'model.args.wavlm="wavlm_tiny"'`` for a
+block; a bare word is taken as a string). The resolved config (overrides applied, paths absolute) is saved in the experiment directory.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import dataclasses
 import difflib
 import importlib
 import inspect
+import os
 import re
 import tomllib
 import types
@@ -38,7 +40,7 @@ from typing import Any
 
 import tomli_w
 
-from diarizen_lab.errors import InputError
+from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.utils.atomic import atomic_open
 
 __all__ = [
@@ -137,6 +139,8 @@ def _coerce(value: Any, annotation: Any, root: Path) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        if isinstance(value, str) and any(_is_path(option) for option in args):
+            return _resolve_path(value, root)
         for option in args:
             if option is type(None):
                 continue
@@ -153,7 +157,7 @@ def _coerce(value: Any, annotation: Any, root: Path) -> Any:
         if value is None:
             return None
         raise TypeError
-    if annotation is Path:
+    if _is_path(annotation):
         if isinstance(value, str):
             return _resolve_path(value, root)
         raise TypeError
@@ -188,6 +192,10 @@ def _coerce(value: Any, annotation: Any, root: Path) -> Any:
             return value
         raise TypeError
     return value  # annotations we cannot check (protocols, forward references): accept as written
+
+
+def _is_path(annotation: Any) -> bool:
+    return annotation is Path or annotation is os.PathLike or typing.get_origin(annotation) is os.PathLike
 
 
 def _resolve_path(value: str, root: Path) -> Path:
@@ -449,10 +457,22 @@ def _validate(
             if not isinstance(raw, dict):
                 raise locator.error(name, None, "must be a table")
             values = _check_fields(raw, _dataclass_fields(base), locator, name, root)
-            validated[name] = base(**values)
+            validated[name] = _construct(base, values, locator, name)
         else:
             raise TypeError(f"section kind for [{name}] must be Block or a dataclass, got {kind!r}")
     return Config(validated, source=path.resolve(), root=root)
+
+
+def _construct(cls: type, values: dict[str, Any], locator: _Locator, section: str) -> Any:
+    """``cls(**values)``; a value its ``__post_init__`` rejects is reported at the section's line in the file."""
+    try:
+        return cls(**values)
+    except InputError:
+        raise
+    except (DiarizenLabError, ValueError) as error:
+        message = re.sub(r"^\[" + re.escape(section) + r"\]\s*", "", str(error))
+        key = next((name for name in values if re.search(rf"\b{re.escape(name)}\b", message)), None)
+        raise locator.error(section, key, message) from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -464,7 +484,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Block):
         return {"path": value.path, "args": _plain(value.args)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
+        return {name: _plain(item) for name, item in fields.items() if item is not None}
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, dict):
@@ -500,5 +521,5 @@ def add_config_arguments(parser: Any) -> None:
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override a config value (TOML syntax; repeatable), e.g. --set trainer.args.max_epochs=3",
+        help="override a config value (TOML syntax; repeatable), e.g. --set trainer.max_epochs=3",
     )

@@ -39,6 +39,7 @@ class Meta:
     name: str
     seed: int = 0
     exp_dir: Path = Path("exp")
+    patience: int | None = None
 
 
 SECTIONS = {"meta": Meta, "trainer": Block}

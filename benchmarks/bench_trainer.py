@@ -1,0 +1,155 @@
+"""Overhead of the trainer over a bare PyTorch loop, on the same model and batches (CPU).
+
+Both loops train the tiny WavLM-Conformer with the dual AdamW optimizers, the powerset loss and max-norm
+clipping on identical in-memory batches; the trainer adds its data loader, accelerate, schedules, the
+non-finite check, progress bar and bookkeeping. Prints seconds per update for each and their ratio (target
+<= 1.05x). Timings keep the fastest of ``--repeats`` epochs of each (alternated, after one warm-up epoch each).
+
+    python benchmarks/bench_trainer.py [--batches 12] [--batch-size 4] [--chunk-size 4] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from diarizen_lab.config import Block
+from diarizen_lab.models.wavlm_conformer import WavLMConformer
+from diarizen_lab.training.clipping import GradientClipper
+from diarizen_lab.training.loaders import EpochLoader, validation_loader
+from diarizen_lab.training.loop import Trainer
+from diarizen_lab.training.loss import powerset_nll
+from diarizen_lab.training.objective import PowersetObjective
+from diarizen_lab.training.optim import build_optimizers
+from diarizen_lab.training.recipe import build_accelerator
+from diarizen_lab.training.settings import (
+    CheckpointSettings,
+    ClippingSettings,
+    DataLoaderSettings,
+    ScheduleSettings,
+    TrainerSettings,
+)
+
+
+class RandomChunks(Dataset):
+    """Noise chunks with random speaker activity, generated once."""
+
+    def __init__(self, size: int, samples: int, num_frames: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.waveforms = 0.1 * torch.randn(size, 1, samples, generator=generator)
+        self.labels = (torch.rand(size, num_frames, 4, generator=generator) > 0.7).float()
+
+    def __len__(self) -> int:
+        return len(self.waveforms)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"waveform": self.waveforms[index], "labels": self.labels[index]}
+
+
+class BenchConfig(dict):
+    source = Path("bench_trainer")
+
+
+def build_model(chunk_size: float) -> WavLMConformer:
+    torch.manual_seed(0)
+    return WavLMConformer(
+        wavlm="wavlm_tiny", chunk_size=chunk_size, attention_in=64, ffn_hidden=128, num_heads=4, num_layers=2,
+        kernel_size=15,
+    )
+
+
+def optimizer_config() -> BenchConfig:
+    return BenchConfig(
+        optimizer_small=Block("torch.optim.AdamW", {"lr": 2e-5}),
+        optimizer_big=Block("torch.optim.AdamW", {"lr": 1e-3}),
+        scheduler_small=ScheduleSettings("warmup_cosine", warmup_steps=10),
+        scheduler_big=ScheduleSettings("warmup_cosine", warmup_steps=10),
+    )
+
+
+def bare_epoch(model, optimizers, powerset, batches) -> None:
+    for batch in batches:
+        loss = powerset_nll(model(batch["waveform"]), batch["labels"], powerset)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        for optimizer in optimizers:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=12, help="updates per timed epoch")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--chunk-size", type=float, default=4.0, help="seconds")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    samples = round(args.chunk_size * 16000)
+    num_frames = build_model(args.chunk_size).num_frames(samples)
+    dataset = RandomChunks(args.batches * args.batch_size, samples, num_frames)
+    loaders = DataLoaderSettings(batch_size=args.batch_size, persistent_workers=False)
+
+    # the bare loop: the same batches, already stacked
+    model = build_model(args.chunk_size)
+    powerset = PowersetObjective.for_model(model).powerset
+    named_optimizers = build_optimizers(optimizer_config(), model, 10**6, torch.device("cpu"))
+    optimizers = [named.optimizer for named in named_optimizers]
+    batches = [
+        {key: torch.stack([dataset[i][key] for i in range(start, start + args.batch_size)]) for key in dataset[0]}
+        for start in range(0, len(dataset), args.batch_size)
+    ]
+    model.train()
+
+    # the trainer
+    settings = TrainerSettings(max_epochs=10**6)
+    accelerator = build_accelerator(settings)
+    trainer_model = build_model(args.chunk_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(
+            accelerator=accelerator,
+            model=accelerator.prepare_model(trainer_model),
+            objective=PowersetObjective.for_model(trainer_model),
+            optimizers=build_optimizers(optimizer_config(), trainer_model, 10**6, accelerator.device),
+            clipper=GradientClipper(ClippingSettings(mode="fixed", max_norm=5.0)),
+            train_loader=EpochLoader(dataset, loaders, seed=0),
+            validation_loader=validation_loader(dataset, loaders),
+            settings=settings,
+            checkpoint=CheckpointSettings(),
+            run_dir=Path(tmp),
+        )
+        # warm-up, then alternate the two so that a change in machine load affects both alike
+        bare_epoch(model, optimizers, powerset, batches)
+        trainer.train_epoch(1)
+        bare, ours = [], []
+        for epoch in range(2, 2 + args.repeats):
+            bare.append(timed(lambda: bare_epoch(model, optimizers, powerset, batches)))
+            ours.append(timed(lambda: trainer.train_epoch(epoch)))
+
+    result = {
+        "bare_s_per_update": min(bare) / args.batches,
+        "trainer_s_per_update": min(ours) / args.batches,
+        "ratio": min(ours) / min(bare),
+        "batches": args.batches,
+        "batch_size": args.batch_size,
+        "chunk_size_s": args.chunk_size,
+    }
+    print(json.dumps(result, indent=2))
+    print(f"trainer / bare loop: {result['ratio']:.3f}x (target <= 1.05x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""``diarizen-lab train``: supervised training of a segmentation model from a TOML config."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diarizen_lab.config import add_config_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a segmentation model (one process, or DDP under `accelerate launch`)",
+        description="Train the segmentation model described by a TOML config into <[meta] exp_dir>/<name>/.",
+    )
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        type=Path,
+        metavar="PATH",
+        help="continue from the latest checkpoint of the experiment (start fresh if it has none), "
+        "or from PATH (a checkpoints/epoch_NNNN directory or an experiment directory)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from diarizen_lab.training.recipe import load_training_config, train
+
+    train(load_training_config(args.config, args.overrides), resume=args.resume)
+    return 0

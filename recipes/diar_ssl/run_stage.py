@@ -1,0 +1,143 @@
+"""The whole supervised recipe, stage by stage: data -> train -> average -> diarize -> score + report.
+
+Each stage prints the ``diarizen-lab`` command it runs, skips work whose output already exists, and can be
+run alone (``--stage N --stop-stage N``), so an interrupted recipe is resumed by running it again.
+
+  1 data      prepare train/dev/test data dirs (synthetic corpus, or AMI / AISHELL-4 / AliMeeting from local copies)
+  2 train     train the model of the config (resumes from the latest checkpoint if there is one)
+  3 average   average the best epochs by the config's monitored metric (from metrics.jsonl)
+  4 diarize   pyannote.audio pipeline on each test set, one RTTM per recording
+  5 score     DER at collar 0 and 0.25 per test set, then results.md + results.png in the experiment dir
+
+Synthetic corpus on CPU (what ``make demo`` runs)::
+
+    python recipes/diar_ssl/run_stage.py -C conf/tiny_wavlm_conformer.toml
+
+AMI SDM with the real config (train on GPUs with ``accelerate launch`` first, then stages 3-5)::
+
+    python recipes/diar_ssl/run_stage.py -C conf/wavlm_updated_conformer.toml --corpus ami \\
+        --corpus-root /data/amicorpus --stage 1 --stop-stage 1
+    accelerate launch --multi_gpu --num_processes 4 recipes/diar_ssl/run_dual_opt.py \\
+        -C conf/wavlm_updated_conformer.toml
+    python recipes/diar_ssl/run_stage.py -C conf/wavlm_updated_conformer.toml --corpus ami --stage 3 \\
+        --diarization conf/diarization/wespeaker_vbx.toml
+
+The test sets are the ``dev`` and ``test`` directories beside the training data directory (``--test-sets``
+changes that). Pipeline settings (embedding, clustering, PLDA, window) come from ``--diarization``, a TOML
+file with a ``[diarization]`` section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from diarizen_lab.training.recipe import load_training_config
+
+REPO = Path(__file__).resolve().parents[2]
+COLLARS = ("0", "0.25")
+
+
+def sh(*command: str | Path) -> None:
+    """Print and run a command; stop the recipe if it fails."""
+    words = [str(word) for word in command]
+    print("+", shlex.join(words), flush=True)
+    result = subprocess.run(words)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def diarizen_lab(*args: str | Path) -> None:
+    sh(sys.executable, "-m", "diarizen_lab", *args)
+
+
+def prepare_data(corpus: str, corpus_root: Path | None, data_root: Path) -> None:
+    if (data_root / "train" / "wav.scp").exists():
+        print(f"stage 1: {data_root} exists, skipped")
+        return
+    if corpus == "synth":
+        diarizen_lab("data", "synth", data_root, "--minutes", "30", "--seed", "0")
+        return
+    if corpus_root is None:
+        sys.exit(f"stage 1: --corpus {corpus} needs --corpus-root (the local copy of the corpus)")
+    if corpus == "ami":
+        setup = REPO.parent / "shared" / "ami-setup"
+        diarizen_lab("data", "prep-ami", "--ami-root", corpus_root, "--setup", setup, "--out", data_root.parent)
+    else:
+        diarizen_lab("data", f"prep-{corpus}", "--root", corpus_root, "--out", data_root)
+
+
+def save_untrained(config, path: Path) -> None:
+    """The config's model with its initial (seeded) weights, i.e. what training starts from."""
+    from accelerate.utils import set_seed
+
+    from diarizen_lab.config import instantiate
+    from diarizen_lab.models.io import save_model
+
+    if path.exists():
+        return
+    set_seed(config["meta"].seed)
+    print(f"+ saving the untrained model to {path}", flush=True)
+    save_model(path, instantiate(config["model"]), meta={"note": "untrained: initial weights of the config"})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-C", "--config", type=Path, required=True, help="training config (TOML)")
+    parser.add_argument("--corpus", choices=["synth", "ami", "aishell4", "alimeeting"], default="synth")
+    parser.add_argument("--corpus-root", type=Path, default=None, help="local copy of AMI / AISHELL-4 / AliMeeting")
+    parser.add_argument("--stage", type=int, default=1)
+    parser.add_argument("--stop-stage", type=int, default=5)
+    parser.add_argument("--average", type=int, default=3, metavar="N", help="number of best epochs to average")
+    parser.add_argument("--diarization", type=Path, default=REPO / "conf" / "diarization" / "fbank_stats_ahc.toml")
+    parser.add_argument("--test-sets", nargs="+", default=["dev", "test"])
+    parser.add_argument(
+        "--with-untrained", action="store_true",
+        help="also diarize and score the untrained model (same seed and architecture), as a reference point",
+    )
+    args = parser.parse_args()
+    run = lambda stage: args.stage <= stage <= args.stop_stage  # noqa: E731
+
+    config = load_training_config(args.config)
+    run_dir = config["meta"].run_dir
+    data_root = config["train_dataset"].args["data_dir"].parent
+    monitor = config["checkpoint"].monitor
+    averaged = run_dir / f"avg_best_{args.average}.pt"
+
+    if run(1):
+        prepare_data(args.corpus, args.corpus_root, data_root)
+    if run(2):
+        resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
+        diarizen_lab("train", "-C", args.config, *resume)
+    models = [averaged]
+    if run(3):
+        diarizen_lab("average", "-e", run_dir, "--metric", monitor, "--mode", "best", "-n", str(args.average),
+                     "-o", averaged)
+    if args.with_untrained:
+        models.append(run_dir / "untrained.pt")
+        if run(3):
+            save_untrained(config, models[-1])
+    scores = []
+    for model, test_set in itertools.product(models, args.test_sets):
+        data_dir = data_root / test_set
+        out = run_dir / "infer" / model.stem / test_set
+        if run(4):
+            diarizen_lab("diarize", "-c", model, "-i", data_dir / "wav.scp", "-o", out / "rttm",
+                         "--config", args.diarization, "--skip-existing")
+        for collar in COLLARS:
+            score = out / f"score_collar{collar}.json"
+            if run(5):
+                uem = ["-u", data_dir / "uem"] if (data_dir / "uem").exists() else []
+                diarizen_lab("score", "-r", data_dir / "rttm", "-s", out / "rttm", *uem, "--collar", collar,
+                             "-o", score)
+            scores.append(f"{test_set} ({model.stem})={score}")
+    if run(5):
+        diarizen_lab("report", "-o", run_dir / "results.md", "--title", config["meta"].name, *scores)
+
+
+if __name__ == "__main__":
+    main()
