@@ -363,3 +363,16 @@ def test_fp16_without_a_gpu_is_refused(tmp_path, corpus, capsys):
     (error,) = capsys.readouterr().err.strip().splitlines()
     assert error.startswith("diarizen-lab: error: ")
     assert error.endswith('[trainer] mixed_precision = "fp16" needs a CUDA GPU: use "bf16" or "no" on CPU')
+
+
+def test_retention_keeps_the_best_epochs_by_the_monitored_metric(tmp_path, corpus):
+    path = write_config(tmp_path, corpus, "retention", extra="keep_best_n = 1")
+    # "max" so that the best epoch is an early one (the DER of this run falls epoch after epoch)
+    train(load_training_config(path, ["checkpoint.keep_last_n=1", 'checkpoint.mode="max"']))
+    run_dir = tmp_path / "exp" / "retention"
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    best = max(rows, key=lambda row: row["val/der"])["epoch"]
+    assert best != 3
+    kept = sorted(int(p.name.split("_")[1]) for p in (run_dir / "checkpoints").glob("epoch_*"))
+    assert kept == [best, 3]
+    assert (run_dir / "checkpoints" / "best").resolve().name == f"epoch_{best:04d}"

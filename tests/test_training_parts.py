@@ -319,6 +319,14 @@ def test_retention_keeps_the_last_n_and_the_best(tmp_path):
     assert load_model(tmp_path).training is False  # the experiment dir resolves to checkpoints/best
 
 
+def test_retention_keeps_the_epochs_named_in_keep(tmp_path):
+    model = FbankConformer(**TINY_CONFORMER)
+    checkpointer = Checkpointer(tmp_path / "checkpoints", keep_last_n=1)
+    for epoch in range(1, 6):
+        checkpointer.save(epoch, model, {}, {}, is_best=epoch == 3, keep=[1, 3])
+    assert [epoch for epoch, _ in checkpointer.epochs()] == [1, 3, 5]
+
+
 def test_missing_or_corrupt_training_state_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no training_state.pt here"):
         resolve_checkpoint(tmp_path)

@@ -18,6 +18,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +72,17 @@ class Checkpointer:
         state: dict[str, Any],
         meta: dict[str, Any],
         is_best: bool,
+        keep: Iterable[int] = (),
     ) -> Path:
-        """Write ``epoch_NNNN`` (model + training state), move ``best`` if needed, apply retention."""
+        """Write ``epoch_NNNN`` (model + training state), move ``best`` if needed, apply retention (the epochs
+        in ``keep`` and ``best`` are never deleted)."""
         target = self.directory / epoch_dir_name(epoch)
         with atomic_dir(target) as tmp:
             save_model(tmp / MODEL_FILE, model, meta=meta)
             torch.save(state, tmp / STATE_FILE)
         if is_best:
             self._point_best_to(target)
-        self._apply_retention()
+        self._apply_retention(set(keep))
         return target
 
     def remove_stale_temporaries(self) -> None:
@@ -96,12 +99,12 @@ class Checkpointer:
         os.replace(tmp, link)
         fsync_dir(self.directory)
 
-    def _apply_retention(self) -> None:
+    def _apply_retention(self, keep: set[int]) -> None:
         if self.keep_last_n == 0:
             return
         best = self.best()
-        for _, path in self.epochs()[: -self.keep_last_n]:
-            if best is None or path.name != best.name:
+        for epoch, path in self.epochs()[: -self.keep_last_n]:
+            if epoch not in keep and (best is None or path.name != best.name):
                 # renamed first, so that an interrupted deletion never leaves an incomplete epoch_NNNN
                 doomed = path.with_name(f".{path.name}.deleting")
                 os.replace(path, doomed)

@@ -44,7 +44,7 @@ from diarizen_lab.training.clipping import GradientClipper
 from diarizen_lab.training.loaders import EpochLoader, to_device
 from diarizen_lab.training.objective import Objective
 from diarizen_lab.training.optim import NamedOptimizer
-from diarizen_lab.training.run_log import RunLog
+from diarizen_lab.training.run_log import RunLog, read_metrics
 from diarizen_lab.training.settings import CheckpointSettings, TrainerSettings
 
 
@@ -356,8 +356,17 @@ class Trainer:
                 "rng": rng_states,
             }
             meta = {"epoch": self.state.epoch, "step": self.state.step}
-            self.checkpointer.save(self.state.epoch, self.unwrapped_model, state, meta, is_best)
+            self.checkpointer.save(
+                self.state.epoch, self.unwrapped_model, state, meta, is_best, keep=self.best_epochs()
+            )
         self.accelerator.wait_for_everyone()
+
+    def best_epochs(self) -> list[int]:
+        """The ``keep_best_n`` epochs with the best monitored metric so far (from metrics.jsonl)."""
+        name = self.monitor.monitor
+        rows = [row for row in read_metrics(self.run_log.metrics_path) if row.get("epoch", 0) > 0 and name in row]
+        rows.sort(key=lambda row: row[name], reverse=self.monitor.mode == "max")
+        return [row["epoch"] for row in rows[: self.monitor.keep_best_n]]
 
     def load(self, checkpoint: Path) -> None:
         """Restore model weights, optimizers, schedules, scaler, clipper, objective, counters and RNG states."""

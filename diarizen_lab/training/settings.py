@@ -118,15 +118,19 @@ class TrainerSettings:
 
 @dataclasses.dataclass
 class CheckpointSettings:
-    """``[checkpoint]``: one checkpoint per epoch; ``keep_last_n`` of them (0 keeps all), never deleting
-    ``best``, the checkpoint with the best ``monitor`` value (a ``val/...`` key of metrics.jsonl)."""
+    """``[checkpoint]``: one checkpoint per epoch. Retention keeps the ``keep_last_n`` newest (0 keeps all)
+    and the ``keep_best_n`` best by ``monitor`` (a ``val/...`` key of metrics.jsonl), so that
+    ``diarizen-lab average --mode best -n N`` with N <= keep_best_n always finds its epochs; ``best`` points to
+    the best one."""
 
     keep_last_n: int = 5
+    keep_best_n: int = 5
     monitor: str = "val/der"
     mode: Literal["min", "max"] = "min"
 
     def __post_init__(self) -> None:
         _require(self.keep_last_n >= 0, "checkpoint", "keep_last_n must be >= 0")
+        _require(self.keep_best_n >= 1, "checkpoint", "keep_best_n must be >= 1")
         _require(
             self.monitor.startswith("val/"), "checkpoint", f"monitor must be a 'val/...' metric, got '{self.monitor}'"
         )

@@ -60,7 +60,7 @@ def prepare_data(corpus: str, corpus_root: Path | None, data_root: Path) -> None
         print(f"stage 1: {data_root} exists, skipped")
         return
     if corpus == "synth":
-        diarizen_lab("data", "synth", data_root, "--minutes", "30", "--seed", "0")
+        diarizen_lab("data", "synth", data_root, "--minutes", "20", "--seed", "0")
         return
     if corpus_root is None:
         sys.exit(f"stage 1: --corpus {corpus} needs --corpus-root (the local copy of the corpus)")

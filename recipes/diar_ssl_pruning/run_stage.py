@@ -1,0 +1,133 @@
+"""Fine-tune before pruning (DiariZen's recipe), stage by stage.
+
+Each stage prints the command it runs and skips work whose output exists, so running the recipe again resumes
+it; ``--stage N --stop-stage M`` runs a part. Paths are relative to the repository root.
+
+  1 teacher    train the diarization model the teacher comes from (the supervised recipe, stages 1-3), unless
+               --finetuned names one
+  2 extract    its WavLM -> the teacher file of the pruning config ([objective] teacher)
+  3 distill    distill-and-prune training of the gated student (conf/prune_*.toml)
+  4 apply      average the student checkpoints after the loss peak, slice out the pruned WavLM + JSON report
+  5 redistill  (--redistill) distil the pruned WavLM from the teacher again, without gates, and re-export it
+  6 finetune   train a WavLM-Conformer on the pruned WavLM (dual optimizer; conf/prune_*_finetune.toml)
+  7 evaluate   average, diarize the test sets, score and report (the supervised recipe, stages 3-5)
+
+Synthetic corpus on CPU::
+
+    python recipes/diar_ssl_pruning/run_stage.py -C conf/prune_tiny.toml
+
+AMI with the real configs (a WavLM Base+ WavLM-Conformer fine-tuned on AMI is the teacher's source; the two
+training stages run on GPUs under ``accelerate launch``, see run_distill_prune.py)::
+
+    python recipes/diar_ssl_pruning/run_stage.py -C conf/prune_s80_base.toml \\
+        --finetuned exp/wavlm_base_plus_ami/avg_best_5.pt --stage 2 --stop-stage 2
+    accelerate launch --multi_gpu --num_processes 4 recipes/diar_ssl_pruning/run_distill_prune.py \\
+        -C conf/prune_s80_base.toml
+    python recipes/diar_ssl_pruning/run_stage.py -C conf/prune_s80_base.toml --stage 4 --stop-stage 4
+    accelerate launch --multi_gpu --num_processes 4 recipes/diar_ssl/run_dual_opt.py \\
+        -C conf/prune_s80_base_finetune.toml
+    python recipes/diar_ssl_pruning/run_stage.py -C conf/prune_s80_base.toml --stage 7 \\
+        --diarization conf/diarization/wespeaker_vbx.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sh(*command: str | Path) -> None:
+    """Print and run a command; stop the recipe if it fails."""
+    words = [str(word) for word in command]
+    print("+", shlex.join(words), flush=True)
+    result = subprocess.run(words)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def diarizen_lab(*args: str | Path) -> None:
+    sh(sys.executable, "-m", "diarizen_lab", *args)
+
+
+def resume_flag(run_dir: Path) -> list[str]:
+    return ["--resume"] if (run_dir / "checkpoints").is_dir() else []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-C", "--config", type=Path, required=True, help="distill-and-prune config (conf/prune_*.toml)")
+    parser.add_argument("--finetune-config", type=Path, default=None,
+                        help="WavLM-Conformer config of stage 6 (default: the -C config with _finetune)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--teacher-config", type=Path, default=Path("conf/tiny_wavlm_conformer.toml"),
+                        help="supervised config trained in stage 1 (default: conf/tiny_wavlm_conformer.toml)")
+    source.add_argument("--finetuned", type=Path, default=None,
+                        help="an already fine-tuned diarization model (model.pt, averaged file or exp dir)")
+    parser.add_argument("--stage", type=int, default=1)
+    parser.add_argument("--stop-stage", type=int, default=7)
+    parser.add_argument("--average", type=int, default=2, metavar="N",
+                        help="student checkpoints averaged after the loss peak (default 2)")
+    parser.add_argument("--redistill", action="store_true", help="run stage 5 (further distillation)")
+    parser.add_argument("--diarization", type=Path, default=Path("conf/diarization/fbank_stats_ahc.toml"))
+    args = parser.parse_args()
+    os.chdir(REPO)
+    run = lambda stage: args.stage <= stage <= args.stop_stage  # noqa: E731
+
+    from diarizen_lab.pruning.recipe import load_pruning_config
+    from diarizen_lab.training.recipe import load_training_config
+
+    config = load_pruning_config(args.config)
+    run_dir = config["meta"].run_dir
+    work_dir = run_dir.parent
+    teacher = Path(config["objective"].args["teacher"])
+    if config["model"].args.get("wavlm_checkpoint") != str(teacher):
+        sys.exit(f"{args.config}: [model] wavlm_checkpoint must be {teacher}, the teacher file (the student's start)")
+    finetune_config = args.finetune_config or args.config.with_name(f"{args.config.stem}_finetune.toml")
+    pruned = work_dir / "pruned.pt"
+    final = work_dir / ("pruned_redistilled.pt" if args.redistill else "pruned.pt")
+
+    finetuned = args.finetuned
+    if finetuned is None:
+        supervised = load_training_config(args.teacher_config)["meta"].run_dir
+        finetuned = supervised / "avg_best_3.pt"
+        if run(1) and not finetuned.exists():
+            sh(sys.executable, "recipes/diar_ssl/run_stage.py", "-C", args.teacher_config, "--stop-stage", "3")
+    if run(2):
+        if teacher.exists():
+            print(f"stage 2: {teacher} exists, skipped")
+        else:
+            diarizen_lab("prune", "extract", "-c", finetuned, "-o", teacher)
+    if run(3):
+        diarizen_lab("prune", "train", "-C", args.config, *resume_flag(run_dir))
+    if run(4):
+        averaged = run_dir / f"avg_after_peak_{args.average}.pt"
+        diarizen_lab("prune", "average", "-e", run_dir, "-n", str(args.average), "-o", averaged)
+        diarizen_lab("prune", "apply", "-c", averaged, "-o", pruned, "--teacher", teacher)
+    if run(5) and args.redistill:
+        redistill_dir = work_dir / "redistill"
+        diarizen_lab(
+            "prune", "train", "-C", args.config, *resume_flag(redistill_dir),
+            "--set", 'meta.name="redistill"',
+            "--set", f'model.args.wavlm_checkpoint="{pruned}"',
+            "--set", "model.args.units=[]",
+        )
+        diarizen_lab("prune", "apply", "-c", redistill_dir, "-o", final, "--teacher", teacher)
+    if run(6):
+        finetune_dir = load_training_config(finetune_config)["meta"].run_dir
+        diarizen_lab(
+            "train", "-C", finetune_config, "--set", f'model.args.wavlm_checkpoint="{final}"',
+            *resume_flag(finetune_dir),
+        )
+    if run(7):
+        sh(sys.executable, "recipes/diar_ssl/run_stage.py", "-C", finetune_config, "--stage", "3",
+           "--diarization", args.diarization)
+
+
+if __name__ == "__main__":
+    main()
