@@ -30,7 +30,8 @@ Config sections (TOML; ``diarizen-lab train -C conf.toml`` or ``recipes/diar_ssl
                          improvement before stopping; 0: never), max_nonfinite_steps = 10, log_interval = 10,
                          validate_at_start = false (an epoch-0 row for the untrained model),
                          find_unused_parameters = false, compile = false, allow_tf32 = true
-    [checkpoint]         keep_last_n = 5 (0: all), monitor = "val/der", mode = "min" | "max"
+    [checkpoint]         keep_last_n = 5 (0: all), keep_best_n = 5 (kept for averaging), monitor = "val/der",
+                         mode = "min" | "max"
     [finetune]           init_from = model.pt | checkpoint dir | experiment dir (weights only)
 
 Experiment directory: ``config.toml`` (resolved), ``metrics.jsonl``, ``curves.png``, ``tb/``,
