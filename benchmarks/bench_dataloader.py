@@ -4,12 +4,13 @@ Prints the time ratio (dataset item = audio read + labels, vs ``soundfile.read``
 <= 1.3x) and chunks/s through a DataLoader with 0 and 2 workers. Without ``--data``, a 10-minute synthetic
 corpus is generated in a temporary directory and its train split is used.
 
-    python benchmarks/bench_dataloader.py [--data DIR] [--chunks 1000]
+    python benchmarks/bench_dataloader.py [--data DIR] [--chunks 1000] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ from torch.utils.data import DataLoader, Subset
 from diarizen_lab.data.dataset import ChunkDataset, collate
 from diarizen_lab.data.frames import FrameGeometry
 from diarizen_lab.data.synth import synthesize_corpus
+
+RATIO_TARGET = 1.3
 
 
 def seconds(function) -> float:
@@ -37,6 +40,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=float, default=8.0)
     parser.add_argument("--chunk-shift", type=float, default=0.4)
     parser.add_argument("--repeats", type=int, default=5, help="timings keep the fastest of these runs")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file (benchmarks/README.md)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -73,13 +77,27 @@ def main() -> None:
         print(f"{len(chunks)} chunks of {args.chunk_size} s ({frames.num_frames} frames, 3 speakers) from {data}")
         print(f"soundfile.read: {bare_s * 1e3 / len(chunks):.3f} ms/chunk")
         print(f"ChunkDataset:   {ours_s * 1e3 / len(chunks):.3f} ms/chunk (read + labels)")
-        print(f"ratio: {ours_s / bare_s:.2f}x (target <= 1.3x)")
+        print(f"ratio: {ours_s / bare_s:.2f}x (target <= {RATIO_TARGET}x)")
+        results = [
+            {"name": "ChunkDataset item / soundfile.read", "value": ours_s / bare_s, "unit": "x",
+             "target": f"<= {RATIO_TARGET}", "ok": ours_s / bare_s <= RATIO_TARGET},
+            {"name": "soundfile.read", "value": bare_s * 1e3 / len(chunks), "unit": "ms/chunk"},
+            {"name": "ChunkDataset item", "value": ours_s * 1e3 / len(chunks), "unit": "ms/chunk"},
+        ]
         for workers in (0, 2):
             loader = DataLoader(chunks, batch_size=32, num_workers=workers, collate_fn=collate,
                                 persistent_workers=workers > 0)
             next(iter(loader))  # start the workers outside the timing
             fastest = min(seconds(lambda: list(loader)) for _ in range(args.repeats))
             print(f"DataLoader num_workers={workers}: {len(chunks) / fastest:.0f} chunks/s")
+            results.append({"name": f"DataLoader, {workers} workers", "value": len(chunks) / fastest,
+                            "unit": "chunks/s"})
+    if args.json:
+        settings = {"chunks": len(chunks), "chunk_size": args.chunk_size, "repeats": args.repeats,
+                    "data": str(args.data) if args.data else "synthetic, 10 minutes"}
+        args.json.write_text(json.dumps({"benchmark": "dataloader", "results": results, "settings": settings},
+                                        indent=2) + "\n")
+
 
 if __name__ == "__main__":
     main()

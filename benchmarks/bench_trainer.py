@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--chunk-size", type=float, default=4.0, help="seconds")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -149,6 +150,19 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     print(f"trainer / bare loop: {result['ratio']:.3f}x (target <= 1.05x)")
+    if args.json is not None:
+        report = {
+            "benchmark": "trainer",
+            "results": [
+                {"name": "trainer / bare loop, time per update", "value": round(result["ratio"], 3), "unit": "x",
+                 "target": "<= 1.05", "ok": result["ratio"] <= 1.05},
+                {"name": "trainer, time per update", "value": round(result["trainer_s_per_update"], 4), "unit": "s"},
+                {"name": "bare loop, time per update", "value": round(result["bare_s_per_update"], 4), "unit": "s"},
+            ],
+            "settings": {"batches": args.batches, "batch_size": args.batch_size, "chunk_size_s": args.chunk_size,
+                         "repeats": args.repeats, "threads": 1},
+        }
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

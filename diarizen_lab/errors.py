@@ -39,3 +39,17 @@ class InputError(DiarizenLabError):
         if fix:
             text += f" ({fix})"
         super().__init__(text)
+
+
+def describe(error: BaseException, limit: int = 160) -> str:
+    """The gist of a library's exception, for a one-line message: its first line, cut after the first sentence
+    when longer than ``limit`` characters (torch's messages run on with advice that does not apply), else the
+    exception's type name.
+
+    >>> describe(RuntimeError("PytorchStreamReader failed reading zip archive. This is an internal error. " * 3))
+    'PytorchStreamReader failed reading zip archive.'
+    """
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if len(text) > limit and ". " in text:
+        text = text[: text.index(". ") + 1]
+    return text[:limit]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -13,6 +14,9 @@ directory (its checkpoints/best). -i takes a wav.scp, one audio file, or a direc
 Pipeline settings (embedding model, clustering ahc|vbx, PLDA, window, thresholds, speaker counts) come from
 the [diarization] section of --config and/or --set diarization.KEY=VALUE; the speaker-embedding model and the
 PLDA are resolved from the offline checkpoint store, never downloaded.
+
+Each RTTM is written atomically when its recording is done: a run stopped by a bad recording keeps the
+finished ones and writes nothing for the rest (fix the input and resume with --skip-existing).
 """
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".sph")
@@ -53,7 +57,13 @@ def recordings(source: Path) -> dict[str, Path]:
         raise InputError("input not found", path=source, fix="pass a wav.scp, an audio file or a directory")
     if source.suffix.lower() in AUDIO_SUFFIXES:
         return {source.stem: source}
-    return read_wav_scp(source)
+    listed = read_wav_scp(source)
+    for uri, path in listed.items():
+        if not path.is_file():
+            raise InputError(
+                f"recording {uri!r}: no audio file {path}", path=source, fix="correct its path in the wav.scp"
+            )
+    return listed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,18 +71,21 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from diarizen_lab.config import load_config
+    from diarizen_lab.errors import DiarizenLabError
     from diarizen_lab.evaluation.pipeline import DiarizationConfig, build_pipeline, diarize_file
     from diarizen_lab.evaluation.rttm import write_rttm
     from diarizen_lab.models.io import load_model
 
+    logging.basicConfig(format="diarizen-lab: warning: %(message)s", level=logging.WARNING)
     settings = load_config(args.config, {"diarization": DiarizationConfig}, args.overrides)["diarization"]
+    if args.output.exists() and not args.output.is_dir():
+        raise DiarizenLabError(f"{args.output}: exists and is not a directory (-o takes the output directory)")
     todo = recordings(args.input)
     if args.skip_existing:
         todo = {uri: path for uri, path in todo.items() if not (args.output / f"{uri}.rttm").exists()}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.checkpoint)
     pipeline = build_pipeline(model, settings, checkpoint_dir=args.checkpoint_dir, device=device)
-    args.output.mkdir(parents=True, exist_ok=True)
     for uri, path in tqdm(todo.items(), desc="diarize", unit="rec", disable=len(todo) < 2):
         diarization = diarize_file(pipeline, path, uri=uri)
         write_rttm(args.output / f"{uri}.rttm", diarization, uri)

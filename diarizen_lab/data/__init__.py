@@ -2,7 +2,8 @@
 
 Modules (imported directly, so that light tools do not pull in torch):
 
-* :mod:`~diarizen_lab.data.wav_scp`, :mod:`~diarizen_lab.data.rttm`, :mod:`~diarizen_lab.data.uem` -- file formats;
+* :mod:`~diarizen_lab.data.wav_scp`, :mod:`~diarizen_lab.data.rttm`, :mod:`~diarizen_lab.data.uem` -- file formats
+  (read line by line with :mod:`~diarizen_lab.data.text_lines`);
 * :mod:`~diarizen_lab.data.datadir` -- :class:`DataDir`, a loaded and cross-checked data directory;
 * :mod:`~diarizen_lab.data.check` -- validation and statistics (``diarizen-lab data check``);
 * :mod:`~diarizen_lab.data.frames` -- :class:`FrameGeometry`, where a model's output frames lie;

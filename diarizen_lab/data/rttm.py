@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from diarizen_lab.data.text_lines import numbered_lines
 from diarizen_lab.errors import InputError
 from diarizen_lab.utils.atomic import atomic_open
 
@@ -65,36 +66,36 @@ def read_rttm(path: str | os.PathLike) -> list[Turn]:
     """Read the ``SPEAKER`` turns of an RTTM file, in file order.
 
     Raises :class:`InputError` naming the file and line for a wrong number of fields, an unknown line type,
-    a missing recording or speaker name, a time that is not a number, a negative start or duration.
+    a missing recording or speaker name, a time that is not a number, a negative start or duration, text that
+    is not UTF-8, or a file that cannot be read.
     Zero-duration turns are kept (``data check`` reports them).
     """
     path = Path(path)
     turns = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields or fields[0].startswith(";;"):
-                continue
-            if len(fields) != NUM_FIELDS:
-                raise InputError(f"expected {NUM_FIELDS} fields, got {len(fields)}", path=path, line=number)
-            kind, recording, _, start, duration, _, _, speaker, _, _ = fields
-            if kind in OTHER_TYPES:
-                continue
-            if kind != "SPEAKER":
-                raise InputError(
-                    f"unknown RTTM line type {kind!r}", path=path, line=number,
-                    fix="speaker turns are 'SPEAKER' lines",
-                )
-            for value, what in ((recording, "recording"), (speaker, "speaker")):
-                if value == NOT_AVAILABLE:
-                    raise InputError(f"the {what} name is {NOT_AVAILABLE}", path=path, line=number)
-            start_s = _seconds(start, "start time", path, number)
-            duration_s = _seconds(duration, "duration", path, number)
-            if start_s < 0:
-                raise InputError(f"negative start time {start}", path=path, line=number)
-            if duration_s < 0:
-                raise InputError(f"negative duration {duration}", path=path, line=number)
-            turns.append(Turn(recording, start_s, start_s + duration_s, speaker, line=number))
+    for number, line in numbered_lines(path):
+        fields = line.split()
+        if not fields or fields[0].startswith(";;"):
+            continue
+        if len(fields) != NUM_FIELDS:
+            raise InputError(f"expected {NUM_FIELDS} fields, got {len(fields)}", path=path, line=number)
+        kind, recording, _, start, duration, _, _, speaker, _, _ = fields
+        if kind in OTHER_TYPES:
+            continue
+        if kind != "SPEAKER":
+            raise InputError(
+                f"unknown RTTM line type {kind!r}", path=path, line=number,
+                fix="speaker turns are 'SPEAKER' lines",
+            )
+        for value, what in ((recording, "recording"), (speaker, "speaker")):
+            if value == NOT_AVAILABLE:
+                raise InputError(f"the {what} name is {NOT_AVAILABLE}", path=path, line=number)
+        start_s = _seconds(start, "start time", path, number)
+        duration_s = _seconds(duration, "duration", path, number)
+        if start_s < 0:
+            raise InputError(f"negative start time {start}", path=path, line=number)
+        if duration_s < 0:
+            raise InputError(f"negative duration {duration}", path=path, line=number)
+        turns.append(Turn(recording, start_s, start_s + duration_s, speaker, line=number))
     return turns
 
 

@@ -10,6 +10,7 @@ import math
 import os
 from pathlib import Path
 
+from diarizen_lab.data.text_lines import numbered_lines
 from diarizen_lab.errors import InputError
 from diarizen_lab.utils.atomic import atomic_open
 
@@ -20,36 +21,36 @@ def read_uem(path: str | os.PathLike) -> dict[str, list[Span]]:
     """Map each recording to its ``(start, end)`` spans, sorted by start.
 
     Raises :class:`InputError` naming the file and line for a wrong number of fields, a time that is not a
-    number, a negative start, an end not after its start, or spans of one recording that overlap.
+    number, a negative start, an end not after its start, spans of one recording that overlap, text that is
+    not UTF-8, or a file that cannot be read.
     """
     path = Path(path)
     spans: dict[str, list[tuple[float, float, int]]] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields or fields[0].startswith(";;"):
-                continue
-            if len(fields) != 4:
-                raise InputError(
-                    f"expected 4 fields '<recording> <channel> <start> <end>', got {len(fields)}",
-                    path=path, line=number,
-                )
-            recording, _, start_text, end_text = fields
-            times = []
-            for text, what in ((start_text, "start"), (end_text, "end")):
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise InputError(f"{what} time {text!r} is not a number", path=path, line=number) from None
-                if not math.isfinite(value):
-                    raise InputError(f"{what} time {text!r} is not a finite number", path=path, line=number)
-                times.append(value)
-            start, end = times
-            if start < 0:
-                raise InputError(f"negative start time {start_text}", path=path, line=number)
-            if end <= start:
-                raise InputError(f"end {end_text} is not after start {start_text}", path=path, line=number)
-            spans.setdefault(recording, []).append((start, end, number))
+    for number, line in numbered_lines(path):
+        fields = line.split()
+        if not fields or fields[0].startswith(";;"):
+            continue
+        if len(fields) != 4:
+            raise InputError(
+                f"expected 4 fields '<recording> <channel> <start> <end>', got {len(fields)}",
+                path=path, line=number,
+            )
+        recording, _, start_text, end_text = fields
+        times = []
+        for text, what in ((start_text, "start"), (end_text, "end")):
+            try:
+                value = float(text)
+            except ValueError:
+                raise InputError(f"{what} time {text!r} is not a number", path=path, line=number) from None
+            if not math.isfinite(value):
+                raise InputError(f"{what} time {text!r} is not a finite number", path=path, line=number)
+            times.append(value)
+        start, end = times
+        if start < 0:
+            raise InputError(f"negative start time {start_text}", path=path, line=number)
+        if end <= start:
+            raise InputError(f"end {end_text} is not after start {start_text}", path=path, line=number)
+        spans.setdefault(recording, []).append((start, end, number))
 
     result = {}
     for recording, entries in spans.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from diarizen_lab.data.text_lines import numbered_lines
 from diarizen_lab.errors import InputError
 from diarizen_lab.utils.atomic import atomic_open
 
@@ -18,37 +19,36 @@ def read_wav_scp(path: str | os.PathLike) -> dict[str, Path]:
     """Map each recording to its audio file, in file order.
 
     Blank lines are skipped. Raises :class:`InputError` (with file and line) for a line without a path,
-    a piped command, or a recording listed twice.
+    a piped command, a recording listed twice, text that is not UTF-8, or a file that cannot be read.
     """
     path = Path(path)
     recordings: dict[str, Path] = {}
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.strip().split(maxsplit=1)
-            if not fields:
-                continue
-            if len(fields) == 1:
-                raise InputError(
-                    "expected '<recording> <path>', got one field",
-                    path=path, line=number, fix="add the audio path after the recording name",
-                )
-            name, location = fields
-            if location.endswith("|"):
-                raise InputError(
-                    f"piped commands are not supported ({location!r})",
-                    path=path, line=number,
-                    fix="write the audio to a file once (e.g. run the command into <recording>.wav) "
-                    "and list that file instead",
-                )
-            if name in recordings:
-                raise InputError(
-                    f"recording {name!r} is already listed on line {first_line[name]}",
-                    path=path, line=number, fix="give each recording one line",
-                )
-            audio = Path(location)
-            recordings[name] = audio if audio.is_absolute() else path.parent / audio
-            first_line[name] = number
+    for number, line in numbered_lines(path):
+        fields = line.strip().split(maxsplit=1)
+        if not fields:
+            continue
+        if len(fields) == 1:
+            raise InputError(
+                "expected '<recording> <path>', got one field",
+                path=path, line=number, fix="add the audio path after the recording name",
+            )
+        name, location = fields
+        if location.endswith("|"):
+            raise InputError(
+                f"piped commands are not supported ({location!r})",
+                path=path, line=number,
+                fix="write the audio to a file once (e.g. run the command into <recording>.wav) "
+                "and list that file instead",
+            )
+        if name in recordings:
+            raise InputError(
+                f"recording {name!r} is already listed on line {first_line[name]}",
+                path=path, line=number, fix="give each recording one line",
+            )
+        audio = Path(location)
+        recordings[name] = audio if audio.is_absolute() else path.parent / audio
+        first_line[name] = number
     return recordings
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from diarizen_lab.config import instantiate
-from diarizen_lab.errors import InputError
+from diarizen_lab.errors import InputError, describe
 from diarizen_lab.utils.atomic import atomic_path
 
 FORMAT = "diarizen_lab.model/1"
@@ -65,9 +65,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types (EOFError, RuntimeError, UnpicklingError, ...)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(
-            f"cannot read model checkpoint ({reason})",
+            f"cannot read model checkpoint ({describe(error)})",
             path=path,
             fix="the file is empty, truncated or not a torch file: re-create or copy it again",
         ) from None

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diarizen_lab.errors import InputError
+from diarizen_lab.errors import InputError, describe
 from diarizen_lab.models.wavlm.config import STANDARD_CONV_LAYERS, WavLMConfig
 from diarizen_lab.models.wavlm.model import WavLM
 from diarizen_lab.utils.atomic import atomic_path
@@ -255,9 +255,8 @@ def _read(path: Path) -> Any:
 
 
 def _corrupt(path: Path, error: Exception) -> InputError:
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return InputError(
-        f"cannot read checkpoint, the file is corrupt or truncated ({reason})",
+        f"cannot read checkpoint, the file is corrupt or truncated ({describe(error)})",
         path=path,
         fix="download or convert it again",
     )
