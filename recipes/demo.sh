@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export DIARIZEN_LAB_BLOCK_NETWORK=1
 export DIARIZEN_LAB_NETWORK_LOG="$PWD/exp/demo-network-attempts.log"
 mkdir -p exp && rm -f "$DIARIZEN_LAB_NETWORK_LOG"
-.venv/bin/python recipes/diar_ssl/run_stage.py -C conf/tiny_wavlm_conformer.toml --with-untrained "$@"
+.venv/bin/python recipes/diar_ssl/run_stage.py -C conf/tiny_wavlm_conformer.toml --with-untrained --require-learning 0.5 "$@"
 if [ -e "$DIARIZEN_LAB_NETWORK_LOG" ]; then
     echo "demo: network connections were attempted (refused):" >&2
     cat "$DIARIZEN_LAB_NETWORK_LOG" >&2

@@ -71,6 +71,21 @@ def prepare_data(corpus: str, corpus_root: Path | None, data_root: Path) -> None
         diarizen_lab("data", f"prep-{corpus}", "--root", corpus_root, "--out", data_root)
 
 
+def check_learning(run_dir: Path, monitor: str, ratio: float) -> None:
+    """Stop unless the best ``monitor`` value (lower is better) is at most ``ratio`` times the untrained one."""
+    from diarizen_lab.training.run_log import read_metrics
+
+    rows = [row for row in read_metrics(run_dir / "metrics.jsonl") if monitor in row]
+    if not rows or rows[0]["epoch"] != 0:
+        sys.exit(f"learning check: {run_dir}/metrics.jsonl has no epoch-0 row (set [trainer] validate_at_start)")
+    untrained, best = rows[0][monitor], min(row[monitor] for row in rows[1:])
+    verdict = "ok" if best <= ratio * untrained else "FAILED"
+    print(f"learning check: {monitor} untrained {untrained:.4f} -> best {best:.4f} "
+          f"({best / untrained:.2f}x; required <= {ratio:g}x): {verdict}", flush=True)
+    if verdict != "ok":
+        sys.exit(1)
+
+
 def save_untrained(config, path: Path) -> None:
     """The config's model with its initial (seeded) weights, i.e. what training starts from."""
     from accelerate.utils import set_seed
@@ -96,6 +111,11 @@ def main() -> None:
     parser.add_argument("--diarization", type=Path, default=REPO / "conf" / "diarization" / "fbank_stats_ahc.toml")
     parser.add_argument("--test-sets", nargs="+", default=["dev", "test"])
     parser.add_argument(
+        "--require-learning", type=float, default=None, metavar="RATIO",
+        help="fail unless the best validation metric is at most RATIO x the untrained model's "
+        "(needs [trainer] validate_at_start = true)",
+    )
+    parser.add_argument(
         "--with-untrained", action="store_true",
         help="also diarize and score the untrained model (same seed and architecture), as a reference point",
     )
@@ -113,6 +133,8 @@ def main() -> None:
     if run(2):
         resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
         diarizen_lab("train", "-C", args.config, *resume)
+        if args.require_learning is not None:
+            check_learning(run_dir, monitor, args.require_learning)
     models = [averaged]
     if run(3):
         diarizen_lab("average", "-e", run_dir, "--metric", monitor, "--mode", "best", "-n", str(args.average),
