@@ -67,7 +67,8 @@ def initialise_from(model: nn.Module, source: Path) -> None:
 
 def build_dataset(block: Block, model: nn.Module) -> Dataset:
     """Instantiate a dataset block with the model's frame geometry for the block's chunk size."""
-    chunk_size = block.args.get("chunk_size", model.specifications.duration)
+    # a segmentation model knows its training chunk; other models (a pruning student) need chunk_size in the block
+    chunk_size = block.args["chunk_size"] if "chunk_size" in block.args else model.specifications.duration
     return instantiate(block, frames=FrameGeometry.from_model(model, chunk_size))
 
 
