@@ -58,7 +58,9 @@ os.replace = replace
 """
 
 
-def train_in_subprocess(config: Path, tmp_path: Path, *extra: str, kill: tuple[str, str] | None = None):
+def train_in_subprocess(
+    config: Path, tmp_path: Path, *extra: str, kill: tuple[str, str] | None = None, command: tuple[str, ...] = ("train",)
+):
     env = {**os.environ}
     if kill is not None:
         hooks = tmp_path / "hooks"
@@ -66,7 +68,7 @@ def train_in_subprocess(config: Path, tmp_path: Path, *extra: str, kill: tuple[s
         (hooks / "sitecustomize.py").write_text(KILLER)
         env |= {"PYTHONPATH": f"{hooks}{os.pathsep}{env.get('PYTHONPATH', '')}",
                 "DRILL_KILL_ON": kill[0], "DRILL_KILL_WHEN": kill[1]}
-    return subprocess.run([sys.executable, "-m", "diarizen_lab", "train", "-C", str(config), *extra],
+    return subprocess.run([sys.executable, "-m", "diarizen_lab", *command, "-C", str(config), *extra],
                           capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -120,3 +122,36 @@ def test_same_seed_same_metrics_different_seed_different_metrics(tmp_path, corpu
     train(load_training_config(write_config(tmp_path, corpus, "other_seed"), ["meta.seed=4"]))
     other = read_metrics(tmp_path / "exp" / "other_seed" / "metrics.jsonl")
     assert [row["train/loss"] for row in other] != [row["train/loss"] for row in reference]
+
+
+def test_distill_prune_survives_sigkill_mid_epoch(tmp_path):
+    """The same drill for the distill-prune run: gates, multipliers and the sparsity schedule resume exactly."""
+    from diarizen_lab.models.wavlm import WavLM, get_preset
+    from diarizen_lab.store.wavlm_formats import save_wavlm
+    from test_pruning_train import CONFIG, write_data_dir
+
+    train_dir = write_data_dir(tmp_path / "train", [12.0], seed=0)
+    dev_dir = write_data_dir(tmp_path / "dev", [4.0], seed=1)
+    torch.manual_seed(0)
+    teacher = tmp_path / "teacher.pt"
+    save_wavlm(teacher, WavLM(get_preset("wavlm_tiny")))
+
+    def overrides(name: str) -> list[str]:
+        settings = [f'meta.exp_dir="{tmp_path}"', f'meta.name="{name}"', f'model.args.wavlm_checkpoint="{teacher}"',
+                    f'objective.args.teacher="{teacher}"', f'train_dataset.args.data_dir="{train_dir}"',
+                    f'validation_dataset.args.data_dir="{dev_dir}"', "objective.args.warmup_steps=10",
+                    "train_dataset.args.chunk_shift=1.0", "trainer.max_epochs=3"]
+        return [argument for setting in settings for argument in ("--set", setting)]
+
+    prune = ("prune", "train")
+    straight = train_in_subprocess(CONFIG, tmp_path, *overrides("straight"), command=prune)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed = train_in_subprocess(CONFIG, tmp_path, *overrides("drill"), command=prune, kill=("epoch_0001", "after"))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert [n for n in assert_every_checkpoint_loads(tmp_path / "drill") if not n.startswith(".")] == [
+        "best", "epoch_0001"]
+    resumed = train_in_subprocess(CONFIG, tmp_path, *overrides("drill"), "--resume", command=prune)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    reference = without_time(read_metrics(tmp_path / "straight" / "metrics.jsonl"))
+    assert without_time(read_metrics(tmp_path / "drill" / "metrics.jsonl")) == reference
+    assert "train/expected_sparsity" in reference[-1] and "train/lambda1" in reference[-1]
