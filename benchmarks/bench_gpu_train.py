@@ -46,6 +46,7 @@ def run_variant(name: str, args: argparse.Namespace, device: torch.device) -> di
     tf32 = name != "fp32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
+    torch.cuda.empty_cache()  # the previous variant's model and optimizer states are gone with its frame
     torch.manual_seed(0)
     model = WavLMConformer(wavlm="wavlm_base_plus", chunk_size=args.chunk_size).to(device).train()
     objective = PowersetObjective.for_model(model).to(device)
@@ -81,8 +82,6 @@ def run_variant(name: str, args: argparse.Namespace, device: torch.device) -> di
         "samples_per_second": args.batch_size / seconds,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
     }
-    del model, objective, optimizers, step_model, batch
-    torch.cuda.empty_cache()
     return result
 
 

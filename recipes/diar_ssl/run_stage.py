@@ -31,28 +31,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 from diarizen_lab.training.recipe import load_training_config
+from diarizen_lab.utils.commands import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 COLLARS = ("0", "0.25")
-
-
-def sh(*command: str | Path) -> None:
-    """Print and run a command; stop the recipe if it fails."""
-    words = [str(word) for word in command]
-    print("+", shlex.join(words), flush=True)
-    result = subprocess.run(words)
-    if result.returncode != 0:
-        sys.exit(result.returncode)
-
-
-def diarizen_lab(*args: str | Path) -> None:
-    sh(sys.executable, "-m", "diarizen_lab", *args)
 
 
 def prepare_data(corpus: str, corpus_root: Path | None, data_root: Path) -> None:
@@ -60,15 +46,15 @@ def prepare_data(corpus: str, corpus_root: Path | None, data_root: Path) -> None
         print(f"stage 1: {data_root} exists, skipped")
         return
     if corpus == "synth":
-        diarizen_lab("data", "synth", data_root, "--minutes", "20", "--seed", "0")
+        run_cli("data", "synth", data_root, "--minutes", "20", "--seed", "0")
         return
     if corpus_root is None:
         sys.exit(f"stage 1: --corpus {corpus} needs --corpus-root (the local copy of the corpus)")
     if corpus == "ami":
         setup = REPO.parent / "shared" / "ami-setup"
-        diarizen_lab("data", "prep-ami", "--ami-root", corpus_root, "--setup", setup, "--out", data_root.parent)
+        run_cli("data", "prep-ami", "--ami-root", corpus_root, "--setup", setup, "--out", data_root.parent)
     else:
-        diarizen_lab("data", f"prep-{corpus}", "--root", corpus_root, "--out", data_root)
+        run_cli("data", f"prep-{corpus}", "--root", corpus_root, "--out", data_root)
 
 
 def check_learning(run_dir: Path, monitor: str, ratio: float) -> None:
@@ -132,12 +118,12 @@ def main() -> None:
         prepare_data(args.corpus, args.corpus_root, data_root)
     if run(2):
         resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
-        diarizen_lab("train", "-C", args.config, *resume)
+        run_cli("train", "-C", args.config, *resume)
         if args.require_learning is not None:
             check_learning(run_dir, monitor, args.require_learning)
     models = [averaged]
     if run(3):
-        diarizen_lab("average", "-e", run_dir, "--metric", monitor, "--mode", "best", "-n", str(args.average),
+        run_cli("average", "-e", run_dir, "--metric", monitor, "--mode", "best", "-n", str(args.average),
                      "-o", averaged)
     if args.with_untrained:
         models.append(run_dir / "untrained.pt")
@@ -148,17 +134,17 @@ def main() -> None:
         data_dir = data_root / test_set
         out = run_dir / "infer" / model.stem / test_set
         if run(4):
-            diarizen_lab("diarize", "-c", model, "-i", data_dir / "wav.scp", "-o", out / "rttm",
+            run_cli("diarize", "-c", model, "-i", data_dir / "wav.scp", "-o", out / "rttm",
                          "--config", args.diarization, "--skip-existing")
         for collar in COLLARS:
             score = out / f"score_collar{collar}.json"
             if run(5):
                 uem = ["-u", data_dir / "uem"] if (data_dir / "uem").exists() else []
-                diarizen_lab("score", "-r", data_dir / "rttm", "-s", out / "rttm", *uem, "--collar", collar,
+                run_cli("score", "-r", data_dir / "rttm", "-s", out / "rttm", *uem, "--collar", collar,
                              "-o", score)
             scores.append(f"{test_set} ({model.stem})={score}")
     if run(5):
-        diarizen_lab("report", "-o", run_dir / "results.md", "--title", config["meta"].name, *scores)
+        run_cli("report", "-o", run_dir / "results.md", "--title", config["meta"].name, *scores)
 
 
 if __name__ == "__main__":

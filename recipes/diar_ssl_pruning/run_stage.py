@@ -34,25 +34,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
+from diarizen_lab.utils.commands import run_cli, run_logged
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def sh(*command: str | Path) -> None:
-    """Print and run a command; stop the recipe if it fails."""
-    words = [str(word) for word in command]
-    print("+", shlex.join(words), flush=True)
-    result = subprocess.run(words)
-    if result.returncode != 0:
-        sys.exit(result.returncode)
-
-
-def diarizen_lab(*args: str | Path) -> None:
-    sh(sys.executable, "-m", "diarizen_lab", *args)
 
 
 def resume_flag(run_dir: Path) -> list[str]:
@@ -97,35 +84,35 @@ def main() -> None:
         supervised = load_training_config(args.teacher_config)["meta"].run_dir
         finetuned = supervised / "avg_best_3.pt"
         if run(1) and not finetuned.exists():
-            sh(sys.executable, "recipes/diar_ssl/run_stage.py", "-C", args.teacher_config, "--stop-stage", "3")
+            run_logged(sys.executable, "recipes/diar_ssl/run_stage.py", "-C", args.teacher_config, "--stop-stage", "3")
     if run(2):
         if teacher.exists():
             print(f"stage 2: {teacher} exists, skipped")
         else:
-            diarizen_lab("prune", "extract", "-c", finetuned, "-o", teacher)
+            run_cli("prune", "extract", "-c", finetuned, "-o", teacher)
     if run(3):
-        diarizen_lab("prune", "train", "-C", args.config, *resume_flag(run_dir))
+        run_cli("prune", "train", "-C", args.config, *resume_flag(run_dir))
     if run(4):
         averaged = run_dir / f"avg_after_peak_{args.average}.pt"
-        diarizen_lab("prune", "average", "-e", run_dir, "-n", str(args.average), "-o", averaged)
-        diarizen_lab("prune", "apply", "-c", averaged, "-o", pruned, "--teacher", teacher)
+        run_cli("prune", "average", "-e", run_dir, "-n", str(args.average), "-o", averaged)
+        run_cli("prune", "apply", "-c", averaged, "-o", pruned, "--teacher", teacher)
     if run(5) and args.redistill:
         redistill_dir = work_dir / "redistill"
-        diarizen_lab(
+        run_cli(
             "prune", "train", "-C", args.config, *resume_flag(redistill_dir),
             "--set", 'meta.name="redistill"',
             "--set", f'model.args.wavlm_checkpoint="{pruned}"',
             "--set", "model.args.units=[]",
         )
-        diarizen_lab("prune", "apply", "-c", redistill_dir, "-o", final, "--teacher", teacher)
+        run_cli("prune", "apply", "-c", redistill_dir, "-o", final, "--teacher", teacher)
     if run(6):
         finetune_dir = load_training_config(finetune_config)["meta"].run_dir
-        diarizen_lab(
+        run_cli(
             "train", "-C", finetune_config, "--set", f'model.args.wavlm_checkpoint="{final}"',
             *resume_flag(finetune_dir),
         )
     if run(7):
-        sh(sys.executable, "recipes/diar_ssl/run_stage.py", "-C", finetune_config, "--stage", "3",
+        run_logged(sys.executable, "recipes/diar_ssl/run_stage.py", "-C", finetune_config, "--stage", "3",
            "--diarization", args.diarization)
 
 
