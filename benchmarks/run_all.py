@@ -17,9 +17,11 @@ import importlib.metadata
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -53,19 +55,32 @@ def run_benchmark(script: Path, json_path: Path, timeout: float | None) -> Outco
     print(f"=== {name}: {script.name} --json {json_path}", flush=True)
     start = time.perf_counter()
     tail: deque[str] = deque(maxlen=5)
+    # its own process group, so that a timeout or Ctrl-C also stops the data-loader workers it started
     process = subprocess.Popen(
         [sys.executable, str(script), "--json", str(json_path)], cwd=HERE.parent, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, bufsize=1,
+        stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
     )
+    stopped = threading.Event()
+
+    def stop() -> None:
+        stopped.set()
+        _kill_group(process)
+
+    # the deadline must hold while the loop below waits for output, hence a timer rather than wait(timeout)
+    timer = threading.Timer(timeout, stop) if timeout is not None else None
+    if timer is not None:
+        timer.start()
     try:
         for line in process.stdout:
             print(line, end="", flush=True)
             if line.strip():
                 tail.append(line.strip())
-        code = process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        code = process.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        _kill_group(process)
+    if stopped.is_set():
         return Outcome(name, "failed", time.perf_counter() - start, note=f"stopped after {timeout:g} s")
     seconds = time.perf_counter() - start
     last = tail[-1] if tail else ""
@@ -76,6 +91,15 @@ def run_benchmark(script: Path, json_path: Path, timeout: float | None) -> Outco
     if not json_path.is_file():
         return Outcome(name, "ok", seconds, note="wrote no JSON (see --json in benchmarks/README.md)")
     return Outcome(name, "ok", seconds, report=json.loads(json_path.read_text()))
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Kill the process group of ``process`` (a benchmark and its workers), if anything in it still runs."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # the group has ended
+        pass
+    process.wait()
 
 
 def result_rows(report: dict) -> list[dict]:
