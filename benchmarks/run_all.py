@@ -145,12 +145,13 @@ def machine() -> dict[str, str]:
     }
 
 
-def git_commit() -> str:
+def git_commit(folder: Path = HERE) -> str:
+    """The short commit of the checkout holding ``folder``, marked when it has uncommitted changes."""
     try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True)
     except OSError:
         return "unknown"
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=HERE, capture_output=True, text=True)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=folder, capture_output=True, text=True)
     dirty = bool(status.stdout.strip())
     return (done.stdout.strip() or "unknown") + (" (uncommitted changes)" if dirty else "")
 
@@ -210,8 +211,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for script in scripts:
             outcomes.append(run_benchmark(script, Path(tmp) / f"{script.stem}.json", args.timeout))
+    report = markdown(outcomes, machine(), started)  # before the temporary output file makes the tree dirty
     with atomic_open(args.output, "w") as f:
-        f.write(markdown(outcomes, machine(), started))
+        f.write(report)
     print(f"=== wrote {args.output}")
     for outcome in outcomes:
         print(f"  {outcome.name:<14} {outcome.status}" + (f": {outcome.note}" if outcome.note else ""))

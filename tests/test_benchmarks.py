@@ -136,3 +136,17 @@ def test_markdown_report_lists_figures_targets_and_misses():
 def test_report_without_result_rows_lists_every_number():
     rows = run_all.result_rows({"speed": {"fp32": 10.5, "bf16": 21}, "device": "cpu", "ok": True})
     assert rows == [{"name": "speed.fp32", "value": 10.5}, {"name": "speed.bf16", "value": 21}]
+
+
+def test_git_commit_marks_uncommitted_changes(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("a")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True)
+    assert run_all.git_commit(tmp_path) == head.stdout.strip()
+    (tmp_path / "results.md.tmp").write_text("partial")
+    assert run_all.git_commit(tmp_path) == head.stdout.strip() + " (uncommitted changes)"
