@@ -4,7 +4,7 @@ Both loops train one tiny WavLM-Conformer (the same instance, with the same dual
 loss and max-norm clipping on identical in-memory batches; the trainer adds its data loader, accelerate,
 schedules, the non-finite check, progress bar and bookkeeping. Prints seconds per update for each and their ratio
 (target <= 1.05x). Epoch times vary by several percent on a shared machine, so each loop runs ``--repeats``
-epochs, interleaved ABBA after one warm-up epoch each, and the ratio is that of the median epochs.
+epochs, interleaved (AB BA AB ...) after one warm-up epoch each, and the ratio is that of the median epochs.
 
     python benchmarks/bench_trainer.py [--batches 12] [--batch-size 4] [--chunk-size 4] [--repeats 10]
 """
@@ -106,8 +106,7 @@ def main() -> None:
     dataset = RandomChunks(args.batches * args.batch_size, samples, num_frames)
     loaders = DataLoaderSettings(batch_size=args.batch_size, persistent_workers=False)
 
-    # both loops train the same model with the same optimizers, so that where its tensors happen to lie in
-    # memory (which moves step times by a few percent from one process to the next) affects both alike
+    # both loops train the same model with the same optimizers: they differ only by what the trainer adds
     settings = TrainerSettings(max_epochs=10**6)
     accelerator = build_accelerator(settings)
     model = build_model(args.chunk_size)
