@@ -3,8 +3,9 @@
 Both loops train one tiny WavLM-Conformer (the same instance, with the same dual AdamW optimizers), the powerset
 loss and max-norm clipping on identical in-memory batches; the trainer adds its data loader, accelerate,
 schedules, the non-finite check, progress bar and bookkeeping. Prints seconds per update for each and their ratio
-(target <= 1.05x). Epoch times vary by several percent on a shared machine, so each loop runs ``--repeats``
-epochs, interleaved (AB BA AB ...) after one warm-up epoch each, and the ratio is that of the median epochs.
+(target <= 1.05x). Epoch times drift by tens of percent within a minute on a shared machine, so each loop runs
+``--repeats`` epochs, interleaved (AB BA AB ...) after one warm-up epoch each, and the ratio is the median of the
+ratios of the two epochs run back to back.
 
     python benchmarks/bench_trainer.py [--batches 12] [--batch-size 4] [--chunk-size 4] [--repeats 10]
 """
@@ -146,7 +147,7 @@ def main() -> None:
     result = {
         "bare_s_per_update": statistics.median(bare) / args.batches,
         "trainer_s_per_update": statistics.median(ours) / args.batches,
-        "ratio": statistics.median(ours) / statistics.median(bare),
+        "ratio": statistics.median(trainer / bare for trainer, bare in zip(ours, bare)),
         "batches": args.batches,
         "batch_size": args.batch_size,
         "chunk_size_s": args.chunk_size,

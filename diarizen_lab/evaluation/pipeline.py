@@ -8,12 +8,13 @@ What this adds to pyannote's pipeline: a segmentation window other than the mode
 median filter over the frames of each chunk's segmentation, channel selection and resampling of the input, and
 an output clipped to the recording (pyannote zero-pads the last chunk, and a model may detect speech there).
 
-Memory (``benchmarks/bench_long_audio.py``): the peak is set by the segmentation model's activations, about
-0.12 GiB per window of ``segmentation_batch_size`` for WavLM Base+ on CPU, plus the float32 waveform (0.2 GiB per
-hour); pyannote's per-chunk arrays are small. Its agglomerative clustering, however, builds the condensed
-distance matrix of every kept (chunk, speaker) embedding, which grows with the square of the number of windows:
-with ``step_ratio = 0.1`` a one-hour meeting has 4,500 windows, hence up to 18,000 embeddings, and scipy's
-linkage peaks 0.6 GiB higher for 9,000 embeddings, 2.4 GiB for 18,000.
+Memory (``benchmarks/bench_long_audio.py``): the peak is set by the segmentation model's activations (on CPU,
+WavLM's convolutional front end takes the windows one at a time, so a batch of 32 Base+ windows peaks about
+1 GiB above a single window) plus the float32 waveform (0.2 GiB per hour); pyannote's per-chunk arrays are
+small. Its agglomerative clustering, however, builds the condensed distance matrix of every kept (chunk,
+speaker) embedding, which grows with the square of the number of windows: with ``step_ratio = 0.1`` a one-hour
+meeting has 4,500 windows, hence up to 18,000 embeddings, and scipy's linkage peaks 0.6 GiB higher for 9,000
+embeddings, 2.4 GiB for 18,000.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class DiarizationConfig:
     step_ratio: float = 0.1
     """Step between segmentation windows, as a fraction of the window."""
     segmentation_batch_size: int = 32
-    """Windows per segmentation forward pass; with WavLM Base+ each costs about 0.12 GiB of activations on CPU."""
+    """Windows per segmentation forward pass (on CPU, 32 Base+ windows peak about 1 GiB above one window)."""
     embedding_batch_size: int = 32
     embedding_exclude_overlap: bool = True
     """Extract each speaker's embedding from the frames where it speaks alone (when there are enough of them)."""
