@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(espeak-ng sox libavcodec59 libavformat59 libavutil57 libswresample4 libavfilter8 libswscale6 libavdevice59)
+debs=(espeak-ng sox strace libavcodec59 libavformat59 libavutil57 libswresample4 libavfilter8 libswscale6 libavdevice59)
 missing=()
 for pkg in "${debs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

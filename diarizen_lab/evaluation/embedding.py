@@ -1,8 +1,9 @@
 """Speaker-embedding models for the diarization pipeline, loaded from local files only.
 
 - A pyannote-format model folder (``pytorch_model.bin`` + ``config.yaml``, e.g. the ``wespeaker-resnet34-lm`` asset)
-  or ``pytorch_model.bin`` file, named by store asset or path, loaded with ``Model.from_pretrained(local_path)``:
-  a local path never reaches the hub.
+  or ``pytorch_model.bin`` file, named by store asset or path, read by :func:`load_pyannote_checkpoint`: the
+  file is never unpickled with ``weights_only=False`` (pyannote's ``Model.from_pretrained`` does that, so a
+  pickle payload in the file would run) and never reaches the hub.
 - ``fbank-stats``: the mean and standard deviation of log-mel energies over the speech frames. It has no trained
   weights and exists only so that demos and tests run end to end without a pretrained speaker model; it
   separates speakers poorly and must not be used for reported results.
@@ -10,14 +11,17 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torchaudio
 from pyannote.audio import Model
 
-from diarizen_lab.errors import InputError
+from diarizen_lab.errors import InputError, describe
+from diarizen_lab.utils.torch_files import UnsafePickleError, load_torch_file
 
 FBANK_STATS = "fbank-stats"
 DEFAULT_EMBEDDING = "wespeaker-resnet34-lm"
@@ -80,14 +84,43 @@ def load_embedding(name_or_path: str | os.PathLike, checkpoint_dir: str | os.Pat
             fix=f"pass a pyannote-format speaker-embedding folder (e.g. the {DEFAULT_EMBEDDING} asset)"
             f" or '{FBANK_STATS}'",
         )
-    try:
-        model = Model.from_pretrained(checkpoint, map_location="cpu")
-    except Exception as error:  # lightning and torch raise many types for unreadable or foreign files
-        reason = f"{type(error).__name__}: {error}".splitlines()[0]
-        raise InputError(
-            f"cannot load the speaker-embedding model ({reason})", path=checkpoint,
-            fix="re-create or copy the file again; it must be a pyannote.audio checkpoint",
-        ) from None
+    model = load_pyannote_checkpoint(checkpoint)
     if not hasattr(model, "dimension"):
         raise InputError(f"{type(model).__name__} is not a speaker-embedding model", path=checkpoint)
     return model.eval()
+
+
+def load_pyannote_checkpoint(path: str | os.PathLike) -> Model:
+    """The model of a pyannote.audio checkpoint (``pytorch_model.bin``), rebuilt as lightning's
+    ``load_from_checkpoint`` does (constructor with the saved hyper-parameters, ``on_load_checkpoint``, strict
+    ``load_state_dict``) from a file read with ``weights_only=True``; its architecture must be an allowed model
+    class (:func:`diarizen_lab.models.io.allowed_architecture`).
+
+    Raises :class:`InputError` naming the file for an unreadable file, a pickle payload, a foreign architecture
+    or weights that do not fit.
+    """
+    from diarizen_lab.models.io import allowed_architecture
+
+    path = Path(path)
+    fix = "re-create or copy the file again; it must be a pyannote.audio checkpoint"
+    try:
+        checkpoint = load_torch_file(path)
+    except UnsafePickleError as error:
+        raise InputError(f"cannot load the speaker-embedding model: {error.detail}", path=path) from None
+    except Exception as error:  # torch raises many types for unreadable or foreign files
+        raise InputError(f"cannot load the speaker-embedding model ({describe(error)})", path=path, fix=fix) from None
+    try:
+        architecture = checkpoint["pyannote.audio"]["architecture"]
+        model_class = allowed_architecture(f"{architecture['module']}.{architecture['class']}")
+        parameters = inspect.signature(model_class.__init__).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        hyper_parameters = {
+            key: value for key, value in dict(checkpoint.get("hyper_parameters", {})).items()
+            if takes_any or key in parameters
+        }
+        model = model_class(**hyper_parameters)
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise InputError(f"cannot load the speaker-embedding model ({describe(error)})", path=path, fix=fix) from None
+    return model

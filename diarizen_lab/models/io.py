@@ -7,8 +7,9 @@ Format (``torch.save`` of a dict)::
      "state_dict": {...},                                         # CPU tensors
      "meta": {...}}                                               # plain Python values (epoch, step, ...)
 
-Files are read with ``torch.load(weights_only=True)``: a checkpoint never executes code, so ``meta`` must hold
-only plain values (str, int, float, bool, None, lists, dicts, tensors).
+Files are read with ``torch.load(weights_only=True)`` and ``model.path`` must name a model class (a subclass of
+pyannote's ``Model``) in a module of :data:`ARCHITECTURE_PACKAGES`: a checkpoint never executes code, so
+``meta`` must hold only plain values (str, int, float, bool, None, lists, dicts, tensors).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from diarizen_lab.config import instantiate
+from diarizen_lab.config import import_object, instantiate
 from diarizen_lab.errors import InputError, describe
 from diarizen_lab.utils.atomic import atomic_path
 
 FORMAT = "diarizen_lab.model/1"
 MODEL_FILE = "model.pt"
+ARCHITECTURE_PACKAGES = ("diarizen_lab.", "pyannote.audio.")
+"""The only packages a model file may name its architecture in (checked before anything is imported)."""
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
@@ -89,8 +92,30 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def build_model(architecture: dict[str, Any]) -> nn.Module:
-    """Instantiate ``{"path": "module.Class", "args": {...}}`` with random weights."""
+    """Instantiate ``{"path": "module.Class", "args": {...}}`` with random weights.
+
+    Raises :class:`ValueError` when ``path`` is not an allowed architecture (see :func:`allowed_architecture`).
+    """
+    allowed_architecture(architecture["path"])
     return instantiate(architecture)
+
+
+def allowed_architecture(path: str) -> type:
+    """The model class ``path`` names, if a model file may name it: a subclass of pyannote's ``Model`` in a module
+    of :data:`ARCHITECTURE_PACKAGES`. The package is checked before the module is imported, so a file naming
+    ``os.system`` imports and calls nothing.
+
+    Raises :class:`ValueError` naming ``path`` otherwise.
+    """
+    from pyannote.audio import Model
+
+    if not path.startswith(ARCHITECTURE_PACKAGES) or ".." in path:
+        allowed = ", ".join(f"{package}*" for package in ARCHITECTURE_PACKAGES)
+        raise ValueError(f"architecture {path!r} is not in an allowed package ({allowed})")
+    target = import_object(path)
+    if not (isinstance(target, type) and issubclass(target, Model)):
+        raise ValueError(f"architecture {path!r} is not a model class (a subclass of pyannote.audio.Model)")
+    return target
 
 
 def load_model(path_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:

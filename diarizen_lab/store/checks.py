@@ -2,7 +2,7 @@
 
 A check is fast: it hashes only when a hash is given or asked for, and "readable" means the container parses —
 a torch file is opened memory-mapped with ``weights_only=True`` (the zip directory and the pickle, not the tensor
-data), a safetensors file by its header, an ``.npz`` by its zip directory, JSON/YAML/TOML by parsing the text.
+data; a pickle that names other Python objects than weights is reported ``unsafe-pickle``), a safetensors file by its header, an ``.npz`` by its zip directory, JSON/YAML/TOML by parsing the text.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import json
 import os
-import pickle
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from diarizen_lab.store.digest import matches_name, sha256_of
 from diarizen_lab.store.hfcache import INCOMPLETE_SUFFIX, blob_of, link_target
+from diarizen_lab.utils.torch_files import UnsafePickleError, load_torch_file
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 #: arrays that pyannote's PLDA (``pyannote.audio.utils.vbx.vbx_setup``) reads from each file
@@ -33,6 +33,7 @@ class Status(enum.StrEnum):
     EMPTY = "zero-byte"
     HASH_MISMATCH = "hash-mismatch"
     UNREADABLE = "unreadable"
+    UNSAFE = "unsafe-pickle"
 
 
 @dataclass(frozen=True)
@@ -110,16 +111,13 @@ def stat_check(path: Path) -> FileCheck | None:
 
 
 def _torch_error(path: Path) -> str | None:
-    import torch
-
+    """Why a torch file cannot be read; raises :class:`UnsafePickleError` for a pickle that names code."""
     try:
         # mmap reads the zip directory and the pickle but no tensor data (legacy non-zip files cannot be mapped)
-        torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as error:
-        if "Weights only load failed" in str(error):
-            return None  # the pickle names Python objects besides tensors: the container itself parsed
-        return _first_line(error)
-    except Exception as error:  # torch reports corrupt files as RuntimeError, EOFError, ...
+        load_torch_file(path, mmap=zipfile.is_zipfile(path))
+    except UnsafePickleError:
+        raise
+    except Exception as error:  # torch reports corrupt files as RuntimeError, EOFError, UnpicklingError, ...
         return _first_line(error)
     return None
 
@@ -210,7 +208,12 @@ def check_file(path: Path, *, sha256: str | None = None, verify_blob: bool = Fal
             path, Status.HASH_MISMATCH, f"content of blob {blob.name} does not hash to its name",
             f"the blob is corrupt: {_recopy_blob(blob)}",
         )
-    reason = read_error(path)
+    try:
+        reason = read_error(path)
+    except UnsafePickleError as error:
+        return FileCheck(
+            path, Status.UNSAFE, error.detail, "delete it and copy the asset from a trusted source (plain weights)"
+        )
     if reason is not None:
         return FileCheck(path, Status.UNREADABLE, reason, f"the file is truncated or corrupt: {RECOPY}")
     return FileCheck(path, Status.OK)
