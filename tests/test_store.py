@@ -387,8 +387,8 @@ def test_legacy_torch_file_is_read_in_full(tmp_path):
     assert check_file(path).status is Status.UNREADABLE
 
 
-def test_torch_file_with_python_objects_is_readable(tmp_path):
-    # pyannote and fairseq checkpoints pickle more than tensors: weights_only refuses them, the file is fine
+def test_torch_file_with_the_python_objects_of_known_checkpoints_is_readable(tmp_path):
+    # fairseq (WavLM) checkpoints pickle an argparse.Namespace: one of the few classes read besides tensors
     path = torch_file(tmp_path / "pytorch_model.bin", hyper_parameters=argparse.Namespace(sample_rate=16000))
     assert check_file(path).ok
 
@@ -429,12 +429,15 @@ def test_folder_asset_with_per_file_sha256(store_root):
     ]
 
 
-def test_blob_hash_is_checked_against_its_name_only_when_asked(store_root, wavlm_cache):
+def test_blob_hash_is_checked_against_its_name_by_default_when_small(store_root, wavlm_cache, monkeypatch):
     blob = (wavlm_cache / "config.json").resolve()
     blob.write_text(json.dumps({"model_type": "wavlm", "hidden_size": 9}))  # same size, other content
-    assert check_file(wavlm_cache / "config.json").ok
-    check = check_file(wavlm_cache / "config.json", verify_blob=True)
+    check = check_file(wavlm_cache / "config.json")
     assert check.status is Status.HASH_MISMATCH and "the blob is corrupt" in check.fix
+    assert check_file(wavlm_cache / "config.json", verify_blob=False).ok
+    monkeypatch.setattr("diarizen_lab.store.checks.HASH_LIMIT_BYTES", blob.stat().st_size - 1)  # a "large" blob
+    assert check_file(wavlm_cache / "config.json").ok
+    assert check_file(wavlm_cache / "config.json", verify_blob=True).status is Status.HASH_MISMATCH
 
 
 def test_verify_store_reports_refs_to_missing_snapshots_and_every_cache_file(store_root, wavlm_cache, tmp_path):

@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
     synth.add_argument("--overlap", type=float, default=0.15, help="overlapped share of speech (default 0.15)")
     synth.add_argument("--meeting-minutes", type=float, default=2.0, help="meeting duration (default 2)")
+    synth.add_argument("--force", action="store_true", help="replace OUT even if it is not empty")
     synth.set_defaults(func=run_synth)
 
     ami = commands.add_parser(
@@ -69,6 +70,14 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> None:
     from diarizen_lab.data.synth import synthesize_corpus
+    from diarizen_lab.errors import InputError
+
+    out = args.out_dir
+    if (out.is_symlink() or out.exists()) and not args.force and not (out.is_dir() and not any(out.iterdir())):
+        raise InputError(
+            "exists and is not an empty folder; data synth replaces OUT as a whole", path=out,
+            fix="choose a new or empty folder, or pass --force to replace it",
+        )
 
     meetings = synthesize_corpus(
         args.out_dir, minutes=args.minutes, seed=args.seed, overlap_ratio=args.overlap,

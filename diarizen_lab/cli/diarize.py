@@ -52,7 +52,15 @@ def recordings(source: Path) -> dict[str, Path]:
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
             raise InputError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in directory", path=source)
-        return {path.stem: path for path in files}
+        found: dict[str, Path] = {}
+        for path in files:
+            if path.stem in found:
+                raise InputError(
+                    f"{found[path.stem].name} and {path.name} would both be recording {path.stem!r}", path=source,
+                    fix="keep one of them, or list the recordings in a wav.scp with distinct names",
+                )
+            found[path.stem] = path
+        return found
     if not source.exists():
         raise InputError("input not found", path=source, fix="pass a wav.scp, an audio file or a directory")
     if source.suffix.lower() in AUDIO_SUFFIXES:

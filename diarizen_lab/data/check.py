@@ -7,6 +7,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+
 from diarizen_lab.data.datadir import Problem, Recording, scan_data_dir
 from diarizen_lab.data.rttm import Turn, read_rttm
 from diarizen_lab.errors import InputError
@@ -97,10 +100,10 @@ def check_data_dir(
 ) -> CheckReport:
     """Validate a data directory for training at ``sample_rate`` from ``channel``.
 
-    Errors: malformed files, audio that does not open or is empty, recordings of ``rttm``/``uem`` missing
-    from ``wav.scp``, UEM spans past the end of the audio, a missing channel, another sample rate (unless
-    ``resample``). Warnings: turns clipped to the UEM, zero-duration turns, overlapping turns of one speaker,
-    recordings without turns or without UEM span.
+    Errors: malformed files, audio that does not open, is empty or holds a NaN or infinite sample, recordings
+    of ``rttm``/``uem`` missing from ``wav.scp``, UEM spans past the end of the audio, a missing channel,
+    another sample rate (unless ``resample``). Warnings: turns clipped to the UEM, zero-duration turns,
+    overlapping turns of one speaker, recordings without turns or without UEM span.
     """
     report = CheckReport(Path(path))
     try:
@@ -124,6 +127,12 @@ def check_data_dir(
             ))
         if not recording.turns:
             report.problems.append(Problem("warning", f"recording {recording.name!r} has no turns", rttm))
+        seconds = first_non_finite_sample(recording.path)
+        if seconds is not None:
+            report.problems.append(Problem(
+                "error", f"recording {recording.name!r}: sample at {seconds:.3f} s of {recording.path} is NaN or "
+                "infinite", scp, None, "re-export the audio: NaN samples make every loss and DER NaN",
+            ))
 
     turns = read_rttm(rttm)
     zero = [t for t in turns if t.duration == 0]
@@ -139,6 +148,21 @@ def check_data_dir(
         ))
     report.summary = Summary.of(list(recordings.values()))
     return report
+
+
+def first_non_finite_sample(path: Path, block_frames: int = 1 << 20) -> float | None:
+    """The time (seconds) of the first NaN or infinite sample of a floating-point audio file, else ``None``
+    (integer PCM cannot hold one, so only float files are read)."""
+    info = sf.info(str(path))
+    if info.subtype not in ("FLOAT", "DOUBLE"):
+        return None
+    position = 0
+    for block in sf.blocks(str(path), blocksize=block_frames, dtype="float64", always_2d=True):
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            return (position + int(np.argmin(finite))) / info.samplerate
+        position += len(block)
+    return None
 
 
 def _same_speaker_overlaps(turns: list[Turn]) -> list[Turn]:

@@ -11,14 +11,13 @@ describe no turn and are skipped; blank lines and ``;;`` comments too.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diarizen_lab.data.text_lines import numbered_lines
+from diarizen_lab.data.text_lines import check_recording_id, numbered_lines, parse_seconds
 from diarizen_lab.errors import InputError
 from diarizen_lab.utils.atomic import atomic_open
 
@@ -52,21 +51,12 @@ class Turn:
         return self.end - self.start
 
 
-def _seconds(text: str, what: str, path: Path, number: int) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"{what} {text!r} is not a number", path=path, line=number) from None
-    if not math.isfinite(value):
-        raise InputError(f"{what} {text!r} is not a finite number", path=path, line=number)
-    return value
-
-
 def read_rttm(path: str | os.PathLike) -> list[Turn]:
     """Read the ``SPEAKER`` turns of an RTTM file, in file order.
 
     Raises :class:`InputError` naming the file and line for a wrong number of fields, an unknown line type,
-    a missing recording or speaker name, a time that is not a number, a negative start or duration, text that
+    a missing recording or speaker name, a recording id that is not a plain file name, a time that is not a
+    finite decimal number (see :mod:`diarizen_lab.data.text_lines`), a negative start or duration, text that
     is not UTF-8, or a file that cannot be read.
     Zero-duration turns are kept (``data check`` reports them).
     """
@@ -89,8 +79,9 @@ def read_rttm(path: str | os.PathLike) -> list[Turn]:
         for value, what in ((recording, "recording"), (speaker, "speaker")):
             if value == NOT_AVAILABLE:
                 raise InputError(f"the {what} name is {NOT_AVAILABLE}", path=path, line=number)
-        start_s = _seconds(start, "start time", path, number)
-        duration_s = _seconds(duration, "duration", path, number)
+        check_recording_id(recording, path, number)
+        start_s = parse_seconds(start, "start time", path, number)
+        duration_s = parse_seconds(duration, "duration", path, number)
         if start_s < 0:
             raise InputError(f"negative start time {start}", path=path, line=number)
         if duration_s < 0:

@@ -6,11 +6,10 @@ non-overlapping spans. A recording absent from the UEM (or a data directory with
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
-from diarizen_lab.data.text_lines import numbered_lines
+from diarizen_lab.data.text_lines import check_recording_id, numbered_lines, parse_seconds
 from diarizen_lab.errors import InputError
 from diarizen_lab.utils.atomic import atomic_open
 
@@ -20,8 +19,9 @@ Span = tuple[float, float]
 def read_uem(path: str | os.PathLike) -> dict[str, list[Span]]:
     """Map each recording to its ``(start, end)`` spans, sorted by start.
 
-    Raises :class:`InputError` naming the file and line for a wrong number of fields, a time that is not a
-    number, a negative start, an end not after its start, spans of one recording that overlap, text that is
+    Raises :class:`InputError` naming the file and line for a wrong number of fields, a recording id that is
+    not a plain file name, a time that is not a finite decimal number (see :mod:`diarizen_lab.data.text_lines`),
+    a negative start, an end not after its start, spans of one recording that overlap, text that is
     not UTF-8, or a file that cannot be read.
     """
     path = Path(path)
@@ -36,16 +36,9 @@ def read_uem(path: str | os.PathLike) -> dict[str, list[Span]]:
                 path=path, line=number,
             )
         recording, _, start_text, end_text = fields
-        times = []
-        for text, what in ((start_text, "start"), (end_text, "end")):
-            try:
-                value = float(text)
-            except ValueError:
-                raise InputError(f"{what} time {text!r} is not a number", path=path, line=number) from None
-            if not math.isfinite(value):
-                raise InputError(f"{what} time {text!r} is not a finite number", path=path, line=number)
-            times.append(value)
-        start, end = times
+        check_recording_id(recording, path, number)
+        start = parse_seconds(start_text, "start time", path, number)
+        end = parse_seconds(end_text, "end time", path, number)
         if start < 0:
             raise InputError(f"negative start time {start_text}", path=path, line=number)
         if end <= start:

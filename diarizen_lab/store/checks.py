@@ -1,8 +1,10 @@
 """Checks of one checkpoint file: present, not a broken symlink, not empty, right hash, readable.
 
-A check is fast: it hashes only when a hash is given or asked for, and "readable" means the container parses —
-a torch file is opened memory-mapped with ``weights_only=True`` (the zip directory and the pickle, not the tensor
-data; a pickle that names other Python objects than weights is reported ``unsafe-pickle``), a safetensors file by its header, an ``.npz`` by its zip directory, JSON/YAML/TOML by parsing the text.
+A check is fast: it hashes when a hash is given or asked for, and by default a Hugging Face blob (whose name is
+the sha256 or git sha1 of its content) of at most :data:`HASH_LIMIT_BYTES`; "readable" means the container
+parses — a torch file is opened memory-mapped with ``weights_only=True`` (the zip directory and the pickle, not
+the tensor data; a pickle naming Python objects other than weights is reported ``unsafe-pickle``), a safetensors
+file by its header, an ``.npz`` by its zip directory, JSON/YAML/TOML by parsing the text.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 PLDA_ARRAYS = {"xvec_transform.npz": ("mean1", "mean2", "lda"), "plda.npz": ("mu", "tr", "psi")}
 
 RECOPY = "copy it again (compare its size with the source)"
+HASH_LIMIT_BYTES = 512 * 2**20
+"""Blobs up to this size (about a second of sha256) are hashed against their names by default: the weights of
+WavLM Base+ (378 MB), the speaker embedding and every config. Larger ones (WavLM Large) only with ``--hash``."""
 
 
 class Status(enum.StrEnum):
@@ -34,6 +39,7 @@ class Status(enum.StrEnum):
     HASH_MISMATCH = "hash-mismatch"
     UNREADABLE = "unreadable"
     UNSAFE = "unsafe-pickle"
+    OUTSIDE = "links-outside"
 
 
 @dataclass(frozen=True)
@@ -182,19 +188,8 @@ def read_error(path: Path) -> str | None:
     return None
 
 
-def check_file(path: Path, *, sha256: str | None = None, verify_blob: bool = False) -> FileCheck:
-    """Check one file.
-
-    Args:
-        path: the file (a snapshot symlink is followed to its blob).
-        sha256: the expected sha256 of the content, if known (the file is then hashed).
-        verify_blob: for a symlink into a Hugging Face ``blobs/`` folder, hash the blob and compare with its
-            name (sha256 for LFS files, git sha1 for the others).
-    """
-    path = Path(path)
-    problem = stat_check(path)
-    if problem is not None:
-        return problem
+def content_check(path: Path, sha256: str | None = None, *, verify_blob: bool | None = None) -> FileCheck:
+    """The hash checks of a file that :func:`stat_check` passed (see :func:`check_file` for the arguments)."""
     if sha256 is not None:
         actual = sha256_of(path)
         if actual != sha256.lower():
@@ -203,11 +198,33 @@ def check_file(path: Path, *, sha256: str | None = None, verify_blob: bool = Fal
                 f"{RECOPY}, or update sha256 in the manifest if you replaced the file on purpose",
             )
     blob = blob_of(path)
+    if blob is not None and verify_blob is None:
+        verify_blob = blob.stat().st_size <= HASH_LIMIT_BYTES
     if verify_blob and blob is not None and matches_name(blob, blob.name) is False:
         return FileCheck(
             path, Status.HASH_MISMATCH, f"content of blob {blob.name} does not hash to its name",
             f"the blob is corrupt: {_recopy_blob(blob)}",
         )
+    return FileCheck(path, Status.OK)
+
+
+def check_file(path: Path, *, sha256: str | None = None, verify_blob: bool | None = None) -> FileCheck:
+    """Check one file.
+
+    Args:
+        path: the file (a snapshot symlink is followed to its blob).
+        sha256: the expected sha256 of the content, if known (the file is then hashed).
+        verify_blob: for a symlink into a Hugging Face ``blobs/`` folder, hash the blob and compare with its
+            name (sha256 for LFS files, git sha1 for the others); ``None`` (default): only a blob of at most
+            :data:`HASH_LIMIT_BYTES`.
+    """
+    path = Path(path)
+    problem = stat_check(path)
+    if problem is not None:
+        return problem
+    check = content_check(path, sha256, verify_blob=verify_blob)
+    if not check.ok:
+        return check
     try:
         reason = read_error(path)
     except UnsafePickleError as error:

@@ -10,6 +10,10 @@ A repository ``org/name`` is cached as::
 
 A *copied* cache (``scp -r`` and some archivers dereference symlinks) holds plain files in ``snapshots/``;
 it still loads offline, it only takes more space.
+
+Nothing read from a tree leads out of it: a revision and the commit a ref names must be plain names of
+``snapshots/`` folders (not empty, no ``/``, not ``..``), the snapshot must lie in the tree, and a snapshot file
+that links outside the tree is reported, never followed (:func:`links_outside`).
 """
 
 from __future__ import annotations
@@ -67,24 +71,54 @@ def find_cache_repos(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def is_inside(path: Path, tree: Path) -> bool:
+    """Whether ``path`` lies in ``tree`` once every symlink of both is followed (a broken link: its target)."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(tree))
+
+
+def links_outside(folder: Path, tree: Path) -> list[Path]:
+    """The files under ``folder`` (a snapshot, or a folder in one) that lead out of the cache tree ``tree``."""
+    return [file for file in files_under(folder) if not is_inside(file, tree)]
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+
+
 def snapshot_dir(repo: Path, revision: str = "main") -> Path:
-    """The snapshot a revision (a ref name such as ``main``, or a commit hash) names in a cache tree."""
+    """The snapshot a revision (a ref name such as ``main``, or a commit hash) names in a cache tree.
+
+    Raises :class:`SnapshotError` when the revision or the commit its ref names is not a plain name, when the
+    ref is empty, or when the snapshot is missing, ambiguous or lies outside the tree.
+    """
     snapshots = repo / "snapshots"
-    if (snapshots / revision).is_dir():
-        return snapshots / revision
+    if not all(_plain_name(part) for part in revision.split("/")):
+        raise SnapshotError(f"revision {revision!r} is not a ref or commit name (it would leave {repo})")
+    if "/" not in revision and (snapshots / revision).is_dir():
+        return _inside(snapshots / revision, repo)
     ref = repo / "refs" / revision
     if ref.is_file():
         commit = ref.read_text().strip()
+        if not commit:
+            raise SnapshotError(f"{ref} is empty; it should hold the commit hash of a folder of {snapshots}")
+        if not _plain_name(commit):
+            raise SnapshotError(f"{ref} names {commit!r}, which is not a commit hash (it would leave {snapshots})")
         if (snapshots / commit).is_dir():
-            return snapshots / commit
+            return _inside(snapshots / commit, repo)
         raise SnapshotError(f"{ref} names snapshot {commit}, which is not in {snapshots}")
     available = sorted(path.name for path in snapshots.iterdir() if path.is_dir()) if snapshots.is_dir() else []
     if revision == "main" and len(available) == 1:
-        return snapshots / available[0]  # a copy that lost refs/: its only snapshot is unambiguous
+        return _inside(snapshots / available[0], repo)  # a copy that lost refs/: its only snapshot is unambiguous
     raise SnapshotError(
         f"{repo} has no refs/{revision} and {len(available)} snapshot(s) ({', '.join(available) or 'none'});"
         " name one with revision = \"<commit>\" in the manifest"
     )
+
+
+def _inside(snapshot: Path, repo: Path) -> Path:
+    if not is_inside(snapshot, repo):
+        raise SnapshotError(f"snapshot {snapshot} links outside its cache tree, to {os.path.realpath(snapshot)}")
+    return snapshot
 
 
 def files_under(directory: Path) -> Iterator[Path]:

@@ -12,6 +12,9 @@ can be put back under a blob name exactly when its content hashes to that name:
   system has no hard links), e.g. before a copy with a tool that does not keep symlinks.
 
 A broken symlink whose blob exists nowhere in the tree cannot be repaired offline; it is reported with its fix.
+Repair writes only inside the tree: a snapshot, snapshot file or ``blobs/`` that links outside it is reported
+and left alone (never read, hard-linked or written through), and trees that a manifest entry names outside the
+store are not repaired at all (only the trees found under the folder given).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from diarizen_lab.store.checks import stat_check
 from diarizen_lab.store.digest import digests, matches_name
-from diarizen_lab.store.hfcache import INCOMPLETE_SUFFIX, blob_of, files_under, find_cache_repos
+from diarizen_lab.store.hfcache import INCOMPLETE_SUFFIX, blob_of, files_under, find_cache_repos, is_inside
 
 @dataclass(frozen=True)
 class RepairAction:
@@ -56,13 +59,19 @@ def repair_cache_repo(repo: Path, *, materialize: bool = False, dry_run: bool = 
     """Repair one cache tree (``models--org--name``)."""
     blobs = repo / "blobs"
     snapshots = repo / "snapshots"
-    files = [
-        file for snapshot in sorted(snapshots.iterdir()) if snapshot.is_dir() for file in files_under(snapshot)
-    ]
+    if not is_inside(blobs, repo):
+        return [RepairAction(blobs, "unrepaired", f"links outside its cache tree, to {os.path.realpath(blobs)}")]
+    files, outside = [], []
+    for snapshot in sorted(path for path in snapshots.iterdir() if path.is_dir()):
+        for file in [snapshot] if not is_inside(snapshot, repo) else files_under(snapshot):
+            (files if is_inside(file, repo) else outside).append(file)
     referenced = {blob.name for file in files if (blob := blob_of(file)) is not None}
     available = {blob.name for blob in blobs.iterdir() if blob.is_file()} if blobs.is_dir() else set()
     blob_inodes = {_inode(blobs / name) for name in available}
-    actions: list[RepairAction] = []
+    actions = [
+        RepairAction(file, "unrepaired", f"links outside its cache tree, to {os.path.realpath(file)}; not followed")
+        for file in outside
+    ]
 
     for incomplete in sorted(blobs.glob(f"*{INCOMPLETE_SUFFIX}")) if blobs.is_dir() else []:
         name = incomplete.name.removesuffix(INCOMPLETE_SUFFIX)

@@ -11,6 +11,13 @@ A name resolves, first match wins, to:
 
 A cache tree resolves to its snapshot at ``refs/main`` (or the manifest's ``revision``), plus ``subfolder``.
 The root is ``--checkpoint-dir``, else ``$DIARIZEN_LAB_CHECKPOINTS``, else ``./checkpoints``.
+
+Resolution reads only what the store's folder holds, except where a manifest entry names a file or folder
+elsewhere (that is what entries are for: a shared copy on another disk). Inside a cache tree, whether in the
+store or named by an entry, nothing leads out of the tree: a ``revision``, ``subfolder`` or the content of
+``refs/main`` that would leave it, or a snapshot file linking outside it, makes the asset unusable (see
+:mod:`diarizen_lab.store.hfcache`). A found asset's files are hashed against the manifest's ``sha256`` and, when
+at most :data:`~diarizen_lab.store.checks.HASH_LIMIT_BYTES`, against their blob names. Resolution never writes.
 """
 
 from __future__ import annotations
@@ -22,13 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diarizen_lab.errors import DiarizenLabError
-from diarizen_lab.store.checks import PLDA_ARRAYS, stat_check
+from diarizen_lab.store.checks import PLDA_ARRAYS, content_check, stat_check
 from diarizen_lab.store.hfcache import (
     REPO_PREFIX,
     SnapshotError,
     default_hf_cache,
     files_under,
     is_cache_repo,
+    is_inside,
+    links_outside,
     repo_folder_name,
     repo_id_of,
     snapshot_dir,
@@ -270,17 +279,25 @@ class CheckpointStore:
         """``path`` itself, or for a cache tree its snapshot (+ subfolder); ``None`` (reason noted) if absent."""
         if not (path.exists() or path.is_symlink()):
             return None
-        if is_cache_repo(path):
+        tree = path if is_cache_repo(path) else None
+        if tree is not None:
             try:
-                path = snapshot_dir(path, revision)
+                path = snapshot_dir(tree, revision)
             except SnapshotError as error:
                 searched[-1] += f" ({error})"
                 return None
         if subfolder:
+            if not is_inside(path / subfolder, path):
+                searched[-1] += f" (subfolder {subfolder!r} leads out of {path})"
+                return None
             if not (path / subfolder).exists():
                 searched[-1] += f" (no {subfolder}/ in {path})"
                 return None
             path = path / subfolder
+        outside = links_outside(path, tree) if tree is not None and path.is_dir() else []
+        if outside:
+            searched[-1] += f" ({outside[0]} links outside its cache tree, to {os.path.realpath(outside[0])})"
+            return None
         return path
 
     def _usable(self, asset: Asset) -> Asset:
@@ -291,6 +308,9 @@ class CheckpointStore:
                 reason=f"is incomplete: {asset.path} lacks {', '.join(missing)}",
             )
         problems = [check for check in map(stat_check, asset.files()) if check is not None]
+        problems = problems or [
+            check for file in asset.files() if not (check := content_check(file, asset.expected_sha256(file))).ok
+        ]
         if problems:
             first = problems[0]
             more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""

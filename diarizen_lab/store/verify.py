@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from diarizen_lab.store.checks import FileCheck, Status, check_file
-from diarizen_lab.store.hfcache import files_under, find_cache_repos, link_target, repo_id_of
+from diarizen_lab.store.hfcache import files_under, find_cache_repos, is_inside, link_target, repo_id_of
 from diarizen_lab.store.store import KNOWN_ASSETS, Asset, AssetNotFoundError, CheckpointStore
 
 PLAIN_COPY_NOTE = "plain copy, not a link into blobs/ (works offline; `checkpoints repair` re-links it)"
@@ -30,8 +31,10 @@ def verify_store(root: str | Path, *, hash_files: bool = False) -> list[Section]
 
     Args:
         root: the checkpoint folder.
-        hash_files: also hash every cache blob and compare with its name (manifest sha256 values are always
-            checked).
+        hash_files: hash every cache blob and compare with its name; by default only blobs of at most
+            :data:`~diarizen_lab.store.checks.HASH_LIMIT_BYTES` (manifest sha256 values are always checked).
+
+    A snapshot file (or snapshot) that links outside its cache tree is reported, never read.
 
     Raises:
         InputError: the manifest cannot be parsed.
@@ -80,7 +83,7 @@ def _asset_checks(asset: Asset, hash_files: bool) -> list[FileCheck]:
             if not (file.exists() or file.is_symlink()):
                 checks.append(FileCheck(file, Status.MISSING, "listed in the manifest's sha256 table", "copy it"))
     for file in asset.files():
-        checks.append(_with_note(check_file(file, sha256=asset.expected_sha256(file), verify_blob=hash_files)))
+        checks.append(_with_note(check_file(file, sha256=asset.expected_sha256(file), verify_blob=hash_files or None)))
     return checks
 
 
@@ -98,8 +101,20 @@ def _cache_checks(repo: Path, hash_files: bool) -> list[FileCheck]:
     if not snapshots:
         checks.append(FileCheck(repo / "snapshots", Status.MISSING, "no snapshot", "re-copy the cache tree"))
     for snapshot in snapshots:
-        checks.extend(_with_note(check_file(file, verify_blob=hash_files)) for file in files_under(snapshot))
+        if not is_inside(snapshot, repo):
+            checks.append(_outside(snapshot))
+            continue
+        for file in files_under(snapshot):
+            inside = is_inside(file, repo)
+            checks.append(_with_note(check_file(file, verify_blob=hash_files or None)) if inside else _outside(file))
     return checks
+
+
+def _outside(path: Path) -> FileCheck:
+    return FileCheck(
+        path, Status.OUTSIDE, f"links outside its cache tree, to {os.path.realpath(path)}; not followed",
+        "a snapshot links only into its own blobs/: re-copy the cache tree with cp -a or rsync -a",
+    )
 
 
 def _with_note(check: FileCheck) -> FileCheck:
