@@ -26,7 +26,10 @@ from diarizen_lab.cli import main
 CORPUS = Path(__file__).parent / "bad_inputs"
 ERROR_PREFIX = "diarizen-lab: error: "
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-"""Snapshot of the Hugging Face cache tree whose symlink is broken."""
+"""Snapshot of the Hugging Face cache trees made by the test."""
+PAYLOAD_MARKER = "PAYLOAD_RAN"
+"""File (in the corpus copy) that the code-execution payloads would create if they ran."""
+EMBEDDING_REPO = "models--pyannote--wespeaker-voxceleb-resnet34-LM"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ AUDIO = {
     "audio/eight_channels.wav": Audio(channels=8),
     "audio/8khz.wav": Audio(sample_rate=8000),
     "audio/zero_length.wav": Audio(seconds=0),
+    "datadirs/nan_audio/meeting1.wav": Audio(subtype="FLOAT", nan_at=2.5),
+    "datadirs/path_in_recording_id/meeting1.wav": Audio(),
+    "duplicate_stems/meeting1.wav": Audio(),
+    "duplicate_stems/meeting1.flac": Audio(),
 }
 NOT_AUDIO = {
     "datadirs/unreadable_audio/meeting1.wav": b"RIFF this text only pretends to be a WAV file\n",
@@ -116,6 +123,62 @@ def make_checkpoints(folder: Path) -> None:
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").symlink_to(Path("../../blobs") / ("c" * 40))
     (snapshot / "pytorch_model.bin").symlink_to(Path("../../blobs") / ("d" * 64))
+    make_untrusted_files(folder)
+
+
+class Payload:
+    """Pickles as a call of ``os.system`` that creates :data:`PAYLOAD_MARKER`: a file holding it runs code when
+    unpickled with ``weights_only=False``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.command = f"touch {folder / PAYLOAD_MARKER}"
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def cache_tree(repo: Path, files: dict[str, bytes], ref: str = COMMIT) -> Path:
+    """A Hugging Face cache tree holding ``files`` as sha256-named blobs, ``refs/main`` = ``ref``; its snapshot."""
+    import hashlib
+
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(ref)
+    (repo / "blobs").mkdir()
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    for name, content in files.items():
+        blob = repo / "blobs" / hashlib.sha256(content).hexdigest()
+        blob.write_bytes(content)
+        (snapshot / name).symlink_to(Path("../../blobs") / blob.name)
+    return snapshot
+
+
+def make_untrusted_files(folder: Path) -> None:
+    """Model files naming code, pickle payloads, and store trees whose paths lead out of them."""
+    from diarizen_lab.models.io import save_model
+
+    payload = Payload(folder)
+    checkpoint = torch.load(folder / "checkpoints" / "good.pt", weights_only=True)
+    checkpoint["model"] = {"path": "os.system", "args": {"command": payload.command}}
+    torch.save(checkpoint, folder / "checkpoints" / "code_in_architecture.pt")
+    checkpoint["model"] = {"path": "diarizen_lab.cli.main", "args": {"argv": ["data", "synth", "x"]}}
+    torch.save(checkpoint, folder / "checkpoints" / "not_a_model_class.pt")
+    save_model(folder / "checkpoints" / "pickle_payload.pt", tiny_model(), meta={"note": payload})
+    embedding = folder / "store" / "pickle_payload" / "wespeaker-resnet34-lm"
+    embedding.mkdir(parents=True)
+    torch.save({"state_dict": {}, "hyper_parameters": payload}, embedding / "pytorch_model.bin")
+    (embedding / "config.yaml").write_text("model: pyannote.audio.models.embedding.WeSpeakerResNet34\n")
+
+    files = {"config.yaml": b"model: pyannote.audio.models.embedding.WeSpeakerResNet34\n", "pytorch_model.bin": b"w"}
+    for name in ("escaping_revision", "escaping_subfolder"):
+        cache_tree(folder / "store" / name / "models--acme--embedding", files)
+    cache_tree(folder / "store" / "escaping_ref" / EMBEDDING_REPO, files, ref="../../../../rttm")
+    cache_tree(folder / "store" / "empty_ref" / EMBEDDING_REPO, files, ref="")
+    snapshot = cache_tree(folder / "store" / "outside_link" / EMBEDDING_REPO, {"config.yaml": files["config.yaml"]})
+    (snapshot / "pytorch_model.bin").symlink_to(folder / "checkpoints" / "good.pt")  # out of the tree
+    snapshot = cache_tree(folder / "store" / "bit_flip" / EMBEDDING_REPO, files)
+    blob = (snapshot / "pytorch_model.bin").resolve()
+    blob.write_bytes(b"W" + blob.read_bytes()[1:])  # one byte changed after download: no longer its sha256
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +214,7 @@ CHECK = "data check {c}/datadirs/"
 MODEL = "{c}/checkpoints/good.pt"
 DIARIZE = f"diarize -c {MODEL} -o {{out}} --set diarization.embedding=fbank-stats -i "
 TRAIN = "train -C {c}/toml/"
+WITH_EMBEDDING = f"diarize -c {MODEL} -i {{c}}/audio/clipped.wav -o {{out}} --checkpoint-dir {{c}}/store/"
 
 ERROR_CASES = [
     # RTTM
@@ -169,6 +233,12 @@ ERROR_CASES = [
     Case("rttm-not-utf8", SCORE + "{c}/rttm/latin1_encoding.rttm", "not UTF-8", "rttm/latin1_encoding.rttm:2"),
     Case("rttm-is-a-directory", "score -r {c}/rttm -s {c}/rttm/reference.rttm", "rttm: is a directory", "rttm"),
     Case("rttm-missing-file", SCORE + "{c}/rttm/nowhere.rttm", "no such hypothesis file", "rttm/nowhere.rttm"),
+    Case("rttm-path-in-recording-id", SCORE + "{c}/rttm/path_in_recording_id.rttm",
+         "recording id '../../escaped' is not a plain file name", "rttm/path_in_recording_id.rttm:1"),
+    Case("rttm-underscore-in-number", SCORE + "{c}/rttm/underscore_in_number.rttm",
+         "start time '1_0.5' is not a number", "rttm/underscore_in_number.rttm:1"),
+    Case("rttm-overflowing-time", SCORE + "{c}/rttm/overflowing_time.rttm", "start time '1e308' is too large",
+         "rttm/overflowing_time.rttm:2"),
     Case("rttm-unknown-recording", CHECK + "unknown_recording", "recording 'meeting9' is not in wav.scp",
          "datadirs/unknown_recording/rttm:3", code=1),
     # UEM
@@ -180,6 +250,12 @@ ERROR_CASES = [
          "overlaps the span on line 1", "uem/overlapping_spans.uem:2"),
     Case("uem-non-numeric-time", SCORE + "{c}/rttm/reference.rttm -u {c}/uem/non_numeric_time.uem",
          "start time 'start' is not a number", "uem/non_numeric_time.uem:1"),
+    Case("uem-absolute-recording-id", SCORE + "{c}/rttm/reference.rttm -u {c}/uem/absolute_recording_id.uem",
+         "recording id '/tmp/escaped' is not a plain file name", "uem/absolute_recording_id.uem:1"),
+    Case("uem-underscore-in-number", SCORE + "{c}/rttm/reference.rttm -u {c}/uem/underscore_in_number.uem",
+         "end time '1_0.5' is not a number", "uem/underscore_in_number.uem:1"),
+    Case("uem-overflowing-time", SCORE + "{c}/rttm/reference.rttm -u {c}/uem/overflowing_time.uem",
+         "end time '1e308' is too large", "uem/overflowing_time.uem:1"),
     Case("uem-missing-recording", CHECK + "uem_missing_recording", "recording 'other_meeting' is not in wav.scp",
          "datadirs/uem_missing_recording/uem", code=1),
     Case("uem-past-audio", CHECK + "uem_past_audio", "ends at 60.000 s, after its audio (6.000 s)",
@@ -196,6 +272,9 @@ ERROR_CASES = [
          "datadirs/zero_length_audio/wav.scp", code=1),
     Case("scp-missing-channel", CHECK + "eight_channels --channel 8", "has 8 channels, no channel 8",
          "datadirs/eight_channels/wav.scp", code=1),
+    Case("scp-nan-audio", CHECK + "nan_audio", "sample at 2.500 s", "datadirs/nan_audio/wav.scp", code=1),
+    Case("scp-path-in-recording-id-check", CHECK + "path_in_recording_id", "recording id '../escaped'",
+         "datadirs/path_in_recording_id/wav.scp:1", code=1),
     Case("datadir-without-rttm", CHECK + "missing_rttm", "missing rttm", "datadirs/missing_rttm", code=1),
     Case("scp-one-field", DIARIZE + "{c}/scp/one_field.scp", "expected '<recording> <path>', got one field",
          "scp/one_field.scp:2"),
@@ -203,6 +282,16 @@ ERROR_CASES = [
          "scp/piped_command.scp:1"),
     Case("scp-duplicate-recording", DIARIZE + "{c}/scp/duplicate_recording.scp",
          "recording 'meeting1' is already listed on line 1", "scp/duplicate_recording.scp:2"),
+    Case("scp-path-in-recording-id", DIARIZE + "{c}/scp/path_in_recording_id.scp",
+         "recording id '../../escaped' is not a plain file name", "scp/path_in_recording_id.scp:1"),
+    Case("scp-absolute-recording-id", DIARIZE + "{c}/scp/absolute_recording_id.scp",
+         "recording id '/tmp/escaped' is not a plain file name", "scp/absolute_recording_id.scp:1"),
+    Case("scp-comment-line", DIARIZE + "{c}/scp/comment_line.scp", "Kaldi scp files have no comments",
+         "scp/comment_line.scp:1"),
+    Case("input-dir-duplicate-stems", DIARIZE + "{c}/duplicate_stems",
+         "meeting1.flac and meeting1.wav would both be recording 'meeting1'", "duplicate_stems"),
+    Case("synth-into-non-empty-folder", "data synth {c}/rttm --minutes 0.1", "exists and is not an empty folder",
+         "rttm"),
     Case("scp-missing-file-diarize", DIARIZE + "{c}/scp/missing_file.scp", "no audio file",
          "scp/missing_file.scp"),
     # TOML
@@ -241,6 +330,13 @@ ERROR_CASES = [
          "state dict does not match", "checkpoints/missing_keys.pt"),
     Case("checkpoint-unknown-model", DIARIZE + "{c}/audio/clipped.wav -c {c}/checkpoints/unknown_model_path.pt",
          "cannot build model", "checkpoints/unknown_model_path.pt"),
+    Case("checkpoint-code-in-architecture",
+         DIARIZE + "{c}/audio/clipped.wav -c {c}/checkpoints/code_in_architecture.pt",
+         "architecture 'os.system' is not in an allowed package", "checkpoints/code_in_architecture.pt"),
+    Case("checkpoint-not-a-model-class", DIARIZE + "{c}/audio/clipped.wav -c {c}/checkpoints/not_a_model_class.pt",
+         "architecture 'diarizen_lab.cli.main' is not a model class", "checkpoints/not_a_model_class.pt"),
+    Case("checkpoint-pickle-payload", DIARIZE + "{c}/audio/clipped.wav -c {c}/checkpoints/pickle_payload.pt",
+         "cannot read model checkpoint", "checkpoints/pickle_payload.pt"),
     Case("checkpoint-missing", DIARIZE + "{c}/audio/clipped.wav -c {c}/checkpoints/nowhere.pt",
          "no such model file or directory", "checkpoints/nowhere.pt"),
     Case("checkpoint-convert-zero-byte", "checkpoints convert {c}/checkpoints/zero_byte.pt {out}",
@@ -255,6 +351,29 @@ ERROR_CASES = [
          f"store/hf_cache/models--microsoft--wavlm-base-plus/snapshots/{COMMIT}/pytorch_model.bin", code=1),
     Case("checkpoint-bad-manifest", "checkpoints verify {c}/store/bad_manifest", "sha256 must be 64 hex digits",
          "store/bad_manifest/manifest.toml:4"),
+    Case("embedding-pickle-payload", WITH_EMBEDDING + "pickle_payload", "its pickle names posix.system",
+         "store/pickle_payload/wespeaker-resnet34-lm/pytorch_model.bin"),
+    Case("embedding-pickle-payload-verify", "checkpoints verify {c}/store/pickle_payload",
+         "unsafe-pickle", "store/pickle_payload/wespeaker-resnet34-lm/pytorch_model.bin", code=1),
+    Case("store-escaping-revision", WITH_EMBEDDING + "escaping_revision --set diarization.embedding=embedding",
+         "revision '../../../../rttm' is not a ref or commit name", "store/escaping_revision/manifest.toml:2"),
+    Case("store-escaping-subfolder", WITH_EMBEDDING + "escaping_subfolder --set diarization.embedding=embedding",
+         "subfolder '../../../../rttm' leads out of", "store/escaping_subfolder/manifest.toml:2"),
+    Case("store-escaping-ref", WITH_EMBEDDING + "escaping_ref", "names '../../../../rttm', which is not a commit",
+         f"store/escaping_ref/{EMBEDDING_REPO}/refs/main"),
+    Case("store-empty-ref", WITH_EMBEDDING + "empty_ref", "is empty", f"store/empty_ref/{EMBEDDING_REPO}/refs/main"),
+    Case("store-empty-ref-verify", "checkpoints verify {c}/store/empty_ref", "is empty",
+         f"store/empty_ref/{EMBEDDING_REPO}/refs/main", code=1),
+    Case("store-link-out-of-tree", WITH_EMBEDDING + "outside_link", "links outside its cache tree",
+         f"store/outside_link/{EMBEDDING_REPO}/snapshots/{COMMIT}/pytorch_model.bin"),
+    Case("store-link-out-of-tree-verify", "checkpoints verify {c}/store/outside_link", "links outside its cache tree",
+         f"store/outside_link/{EMBEDDING_REPO}/snapshots/{COMMIT}/pytorch_model.bin", code=1),
+    Case("store-bit-flip", WITH_EMBEDDING + "bit_flip", "does not hash to its name",
+         f"store/bit_flip/{EMBEDDING_REPO}/snapshots/{COMMIT}/pytorch_model.bin"),
+    Case("store-bit-flip-verify", "checkpoints verify {c}/store/bit_flip", "does not hash to its name",
+         f"store/bit_flip/{EMBEDDING_REPO}/snapshots/{COMMIT}/pytorch_model.bin", code=1),
+    Case("store-manifest-sha-at-load", WITH_EMBEDDING + "sha_mismatch --set diarization.embedding=tiny-wavlm",
+         f"expected {'0' * 64}", "store/sha_mismatch/tiny_wavlm.pt"),
     # audio given to diarize
     Case("audio-nan-samples", DIARIZE + "{c}/audio/nan_samples.wav", "NaN", "audio/nan_samples.wav"),
     Case("audio-zero-length", DIARIZE + "{c}/audio/zero_length.wav", "holds no samples", "audio/zero_length.wav"),
@@ -276,10 +395,13 @@ def expand(text: str, corpus: Path, out: Path) -> list[str]:
 
 
 def located(message: str, where: str, corpus: Path, report: str = "") -> bool:
-    """Whether ``message`` names the corpus path ``where``; in a report, a file may be named relative to the
-    folder named in the report's header (``checkpoints verify``)."""
+    """Whether ``message`` names the corpus path ``where``; in a report, a file may be named relative to a
+    folder that the report names (a section of ``checkpoints verify``)."""
     path = corpus / where
-    return str(path) in message or (path.name in message.split(":")[0] and str(path.parent) in report)
+    if str(path) in message:
+        return True
+    shown = message.split()[1].rstrip(":") if report and len(message.split()) > 1 else ""  # status, then path
+    return bool(shown) and str(path).endswith(f"/{shown}") and str(path)[: -len(shown) - 1] in report
 
 
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda case: case.id)
@@ -302,6 +424,8 @@ def test_bad_input_fails_with_one_line(case, corpus, tmp_path, capsys):
     assert not out.exists()
     assert not (corpus / "toml" / "exp").exists()  # the experiment folder of the TOML files
     assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.parent.glob("escaped*")) and not Path("/tmp/escaped.rttm").exists()
+    assert not (corpus / PAYLOAD_MARKER).exists()  # no payload ran
 
 
 @dataclass(frozen=True)
@@ -324,6 +448,9 @@ GRACEFUL_CASES = [
     Graceful("uem-without-the-recording", SCORE + "{c}/rttm/reference.rttm -u {c}/uem/missing_recording.uem",
              "meeting1 has no UEM entry: scoring it from its first to its last reference turn"),
     Graceful("datadir-eight-channels-reads-channel-0", CHECK + "eight_channels"),
+    Graceful("rttm-byte-order-mark", SCORE + "{c}/rttm/byte_order_mark.rttm"),
+    Graceful("uem-byte-order-mark", SCORE + "{c}/rttm/reference.rttm -u {c}/uem/byte_order_mark.uem"),
+    Graceful("scp-byte-order-mark", DIARIZE + "{c}/scp/byte_order_mark.scp", outputs=("bom.rttm",)),
 ]
 
 

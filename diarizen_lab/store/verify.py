@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diarizen_lab.store.checks import FileCheck, Status, check_file
-from diarizen_lab.store.hfcache import files_under, find_cache_repos, is_inside, link_target, repo_id_of
+from diarizen_lab.store.hfcache import (
+    SnapshotError,
+    files_under,
+    find_cache_repos,
+    is_inside,
+    link_target,
+    repo_id_of,
+    snapshot_dir,
+)
 from diarizen_lab.store.store import KNOWN_ASSETS, Asset, AssetNotFoundError, CheckpointStore
 
 PLAIN_COPY_NOTE = "plain copy, not a link into blobs/ (works offline; `checkpoints repair` re-links it)"
@@ -91,10 +99,11 @@ def _cache_checks(repo: Path, hash_files: bool) -> list[FileCheck]:
     checks = []
     refs = repo / "refs"
     for ref in files_under(refs) if refs.is_dir() else []:
-        commit = ref.read_text().strip()
-        if not (repo / "snapshots" / commit).is_dir():
+        try:
+            snapshot_dir(repo, ref.relative_to(refs).as_posix())
+        except SnapshotError as error:
             checks.append(FileCheck(
-                ref, Status.MISSING, f"names snapshot {commit}, which is not in snapshots/",
+                ref, Status.MISSING, str(error).replace(f"{ref} ", "", 1),
                 "re-copy that snapshot, or the whole tree with cp -a or rsync -a",
             ))
     snapshots = sorted(path for path in (repo / "snapshots").iterdir() if path.is_dir())
