@@ -3,6 +3,12 @@
 - ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE`` default to ``1``. ``huggingface_hub``
   reads them once, at its own import, and transformers asks it: when it was imported first, its
   ``constants.HF_HUB_OFFLINE`` is set from the variables now.
+- ``ORT_DISABLE_TELEMETRY`` defaults to ``1``: onnxruntime (imported by pyannote.audio's speaker-verification
+  module) sends usage events to Microsoft's telemetry host from a C++ thread unless it is set before onnxruntime
+  initializes. Once imported without it, onnxruntime's uploader cannot be stopped from Python (its
+  ``disable_telemetry_events()``, called anyway, still lets it connect): importing ``diarizen_lab`` after
+  onnxruntime logs a warning, and ``doctor`` reports it. Set ``ORT_DISABLE_TELEMETRY=1`` in the environment, or
+  import ``diarizen_lab`` first.
 - ``PYANNOTE_METRICS_ENABLED`` defaults to ``0``. pyannote.audio's telemetry module sets it to ``true`` at its
   import when it is unset and reads it at every model or pipeline it tracks (each one a request to its
   telemetry host), so a value pyannote set is overridden; only a value the user set is kept.
@@ -13,6 +19,7 @@ respected; ``diarizen-lab doctor`` reports each one that turns a client back on.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,14 +29,20 @@ OFFLINE_DEFAULTS = {
     "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "PYANNOTE_METRICS_ENABLED": "0",
+    "ORT_DISABLE_TELEMETRY": "1",
 }
 TELEMETRY_VARIABLE = "PYANNOTE_METRICS_ENABLED"
 TELEMETRY_MODULE = "pyannote.audio.telemetry.metrics"
+ORT_VARIABLE = "ORT_DISABLE_TELEMETRY"
 _TRUE = {"1", "on", "yes", "true"}
+_late_imports: list[str] = []
+"""Libraries imported before diarizen_lab whose telemetry could not be turned off."""
+logger = logging.getLogger(__name__)
 
 
 def go_offline() -> None:
     """Apply the defaults above (see the module documentation)."""
+    onnxruntime_started = "onnxruntime" in sys.modules and os.environ.get(ORT_VARIABLE) != "1"
     if TELEMETRY_MODULE in sys.modules and TELEMETRY_VARIABLE not in _launch_environment():
         os.environ[TELEMETRY_VARIABLE] = OFFLINE_DEFAULTS[TELEMETRY_VARIABLE]  # pyannote's own default
     for name, value in OFFLINE_DEFAULTS.items():
@@ -37,6 +50,21 @@ def go_offline() -> None:
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
         constants.HF_HUB_OFFLINE = hub_offline()
+    if onnxruntime_started:
+        sys.modules["onnxruntime"].disable_telemetry_events()  # the non-essential events; the uploader already runs
+        _late_imports.append("onnxruntime")
+        logger.warning(
+            "onnxruntime was imported before diarizen_lab without %s=1: its telemetry cannot be turned off in "
+            "this process (set %s=1 in the environment, or import diarizen_lab first)", ORT_VARIABLE, ORT_VARIABLE,
+        )
+
+
+def telemetry_problems() -> list[str]:
+    """What would send usage data from this process: pyannote's telemetry re-enabled, onnxruntime's started."""
+    problems = [f"{name} was imported before diarizen_lab with its telemetry on" for name in _late_imports]
+    if telemetry_enabled():
+        problems.insert(0, f"pyannote.audio's telemetry is enabled by {TELEMETRY_VARIABLE}")
+    return problems
 
 
 def hub_offline() -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from diarizen_lab import OFFLINE_DEFAULTS
 from diarizen_lab.errors import InputError
 from diarizen_lab.evaluation.embedding import load_embedding
 from diarizen_lab.models.io import allowed_architecture, load_model, save_model
@@ -194,7 +195,6 @@ def test_guard_refuses_name_resolution_and_logs_it(tmp_path, monkeypatch):
     assert len(log.read_text().splitlines()) == 5
 
 
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "PYANNOTE_METRICS_ENABLED")
 IMPORTED_FIRST = (
     "import os, sys, pyannote.audio, huggingface_hub.constants as hub; "
     "from pyannote.audio.telemetry.metrics import is_metrics_enabled; "
@@ -206,7 +206,7 @@ IMPORTED_FIRST = (
 
 
 def test_telemetry_and_hub_are_off_even_when_imported_before_diarizen_lab(tmp_path):
-    clean = {name: value for name, value in os.environ.items() if name not in OFFLINE_VARIABLES}
+    clean = {name: value for name, value in os.environ.items() if name not in OFFLINE_DEFAULTS}
     runs = {  # started together: the interpreter start-ups overlap
         enabled: subprocess.Popen(
             [sys.executable, "-c", IMPORTED_FIRST, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -218,9 +218,21 @@ def test_telemetry_and_hub_are_off_even_when_imported_before_diarizen_lab(tmp_pa
     # pyannote turned its telemetry on and the hub was online; importing diarizen_lab turned both off
     out, err = outputs[""]
     assert out.splitlines()[0].split() == ["true", "False", "0", "False", "True"], err
-    assert runs[""].returncode == 0 and "[ok] pyannote telemetry" in out, out
+    assert runs[""].returncode == 0 and "[ok] telemetry                  off" in out, out
     # the user's own choice is kept, and doctor says what it does
     out, err = outputs["1"]
     assert out.splitlines()[0].split() == ["1", "False", "1", "True", "True"], err
     assert runs["1"].returncode == 1, out
-    assert "[!!] pyannote telemetry" in out and "[!!] PYANNOTE_METRICS_ENABLED" in out
+    assert "[!!] telemetry                  ON: pyannote.audio's telemetry is enabled" in out
+    assert "[!!] PYANNOTE_METRICS_ENABLED" in out
+
+
+def test_onnxruntime_imported_first_is_named_since_its_telemetry_cannot_be_stopped_then():
+    code = "import onnxruntime, diarizen_lab.offline as o; print(o.telemetry_problems())"
+    clean = {name: value for name, value in os.environ.items() if name not in OFFLINE_DEFAULTS}
+    late = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=300)
+    assert "onnxruntime was imported before diarizen_lab without ORT_DISABLE_TELEMETRY=1" in late.stderr
+    assert late.stdout.strip() == "['onnxruntime was imported before diarizen_lab with its telemetry on']"
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**clean, "ORT_DISABLE_TELEMETRY": "1"})
+    assert (chosen.stdout.strip(), chosen.stderr) == ("[]", "")

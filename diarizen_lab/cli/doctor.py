@@ -92,11 +92,11 @@ def run(args: argparse.Namespace) -> int:
         enforced = value == wanted
         _row(variable, f"{value!r}" + ("" if enforced else f" (set {variable}={wanted} to stay offline)"), enforced)
         problems += not enforced
-    from diarizen_lab.offline import hub_offline, telemetry_enabled
+    from diarizen_lab.offline import hub_offline, telemetry_problems
 
-    telemetry = telemetry_enabled()
-    _row("pyannote telemetry", "ON: re-enabled by PYANNOTE_METRICS_ENABLED, sends usage data to pyannote's server"
-         if telemetry else "off", not telemetry)
+    telemetry = telemetry_problems()
+    _row("telemetry", f"ON: {'; '.join(telemetry)}" if telemetry else "off", not telemetry)
+    problems += bool(telemetry)
     _row("huggingface_hub", "offline" if hub_offline() else "ONLINE: HF_HUB_OFFLINE is off", hub_offline())
     _row("network guard", "on: outbound connections refused" if netguard.is_installed()
          else "off (set DIARIZEN_LAB_BLOCK_NETWORK=1 to refuse outbound connections)")
