@@ -49,11 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="check every manifest entry and cache tree; exit 1 if a file is wrong",
         description="Check every file of every manifest entry, asset and Hugging Face cache tree under DIR: "
         "missing, broken symlink (blob absent), zero-byte, hash mismatch, unreadable (torch, safetensors, npz, "
-        "JSON, YAML). Prints one line per file with the fix; exit status 1 if anything is wrong.",
+        "JSON, YAML), unsafe pickle, link out of its cache tree (not followed). Prints one line per file with the fix; exit status 1 if anything is wrong.",
     )
     verify.add_argument("directory", metavar="DIR", nargs="?", type=Path, help=STORE_HELP)
     verify.add_argument(
-        "--hash", action="store_true", help="also hash every cache blob and compare with its name (slow)"
+        "--hash", action="store_true",
+        help="hash every cache blob against its name, also those over 512 MiB (by default only smaller ones)",
     )
 
     repair = actions.add_parser(

@@ -5,13 +5,17 @@ Schema (every table under ``[assets]`` is one asset; only ``path`` is required):
     [assets.wavlm-base-plus]
     path = "wavlm/WavLM-Base+.pt"   # relative to the manifest's folder, or absolute
     kind = "wavlm"                  # a label shown by `checkpoints list` (default: the detected layout)
-    sha256 = "3f1c...e9"            # checked by `checkpoints verify` (64 hex digits)
+    sha256 = "3f1c...e9"            # checked by `checkpoints verify` and at resolution (64 hex digits)
 
     [assets.plda]
     path = "hub/models--pyannote--speaker-diarization-community-1"  # a Hugging Face cache tree ...
     revision = "main"               # ... its ref or commit (default "main") ...
     subfolder = "plda"              # ... and a folder inside that snapshot
     sha256 = { "plda.npz" = "...", "xvec_transform.npz" = "..." }  # a directory: per file, relative paths
+
+A ``path`` may name a file or folder outside the store (a shared copy on another disk): that is what entries
+are for. ``revision`` and ``subfolder`` may not lead out of the tree they name (see
+:mod:`diarizen_lab.store.hfcache`), and nothing is ever written through an entry.
 """
 
 from __future__ import annotations
