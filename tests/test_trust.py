@@ -21,26 +21,7 @@ from diarizen_lab.evaluation.embedding import load_embedding
 from diarizen_lab.models.io import allowed_architecture, load_model, save_model
 from diarizen_lab.store import Status, check_file, repair_tree, resolve_asset
 from diarizen_lab.utils import netguard
-
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-class Payload:
-    """Unpickles as ``os.system("touch <marker>")``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-def tiny_model():
-    from diarizen_lab.models.wavlm_conformer import WavLMConformer
-
-    torch.manual_seed(0)
-    return WavLMConformer(wavlm="wavlm_tiny", chunk_size=2.0, attention_in=16, ffn_hidden=32, num_layers=1)
-
+from test_bad_inputs import COMMIT, PAYLOAD_MARKER, Payload, cache_tree, tiny_model
 
 # ---------------------------------------------------------------------------------------------------------
 # Loading never runs code
@@ -61,15 +42,18 @@ def test_architecture_outside_the_allow_list_is_refused_before_import():
 
 
 def test_model_file_naming_os_system_runs_nothing(tmp_path):
-    marker = tmp_path / "ran"
+    marker = tmp_path / PAYLOAD_MARKER
     path = save_model(tmp_path / "model.pt", tiny_model())
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["model"] = {"path": "os.system", "args": {"command": f"touch {marker}"}}
     torch.save(checkpoint, path)
-    os.system(f"true {marker}")  # the call the file asks for would work: os.system(command=...) is valid
     with pytest.raises(InputError, match="architecture 'os.system' is not in an allowed package"):
         load_model(path)
     assert not marker.exists()
+    from diarizen_lab.config import instantiate
+
+    instantiate(checkpoint["model"])  # what loading did before the allow-list: the command runs
+    assert marker.exists()
 
 
 def wespeaker_folder(folder: Path, hyper_parameters) -> Path:
@@ -80,8 +64,8 @@ def wespeaker_folder(folder: Path, hyper_parameters) -> Path:
 
 
 def test_embedding_asset_with_a_pickle_payload_is_refused_and_verify_says_so(tmp_path):
-    marker = tmp_path / "ran"
-    folder = wespeaker_folder(tmp_path / "store" / "wespeaker-resnet34-lm", Payload(marker))
+    marker = tmp_path / PAYLOAD_MARKER
+    folder = wespeaker_folder(tmp_path / "store" / "wespeaker-resnet34-lm", Payload(tmp_path))
     with pytest.raises(InputError, match="its pickle names posix.system, which is not weights"):
         load_embedding("wespeaker-resnet34-lm", checkpoint_dir=tmp_path / "store")
     check = check_file(folder / "pytorch_model.bin")
@@ -102,21 +86,6 @@ def test_embedding_checkpoint_of_a_foreign_class_is_refused(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------
 # Nothing is read or written outside a cache tree
-
-
-def cache_tree(repo: Path, files: dict[str, bytes]) -> Path:
-    import hashlib
-
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(COMMIT)
-    (repo / "blobs").mkdir()
-    snapshot = repo / "snapshots" / COMMIT
-    snapshot.mkdir(parents=True)
-    for name, content in files.items():
-        blob = repo / "blobs" / hashlib.sha256(content).hexdigest()
-        blob.write_bytes(content)
-        (snapshot / name).symlink_to(Path("../../blobs") / blob.name)
-    return snapshot
 
 
 def test_repair_materialize_never_hard_links_a_file_from_outside_the_tree(tmp_path):
