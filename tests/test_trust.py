@@ -205,3 +205,17 @@ def test_onnxruntime_imported_first_is_named_since_its_telemetry_cannot_be_stopp
     chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             env={**clean, "ORT_DISABLE_TELEMETRY": "1"})
     assert (chosen.stdout.strip(), chosen.stderr) == ("[]", "")
+
+
+def test_data_synth_replaces_a_non_empty_folder_only_with_force(tmp_path, monkeypatch, capsys):
+    from diarizen_lab.cli import main
+
+    out = tmp_path / "corpus"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    assert main(["data", "synth", str(out), "--minutes", "0.1"]) == 2
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng: the run stops at synthesis, past the check
+    assert main(["data", "synth", str(out), "--minutes", "0.1", "--force"]) == 2
+    assert "espeak-ng is not installed" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine\n"  # a failed run replaces nothing
