@@ -36,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("-o", "--output", type=Path, required=True, help="WavLM file to write")
     extract.set_defaults(func=run_extract)
 
-    moved = commands.add_parser("train", help="moved: diarizen-lab train -C CONFIG")
-    moved.add_argument("rest", nargs=argparse.REMAINDER)
+    # every argument, options included, is kept for the message naming the new command
+    moved = commands.add_parser("train", help="moved: diarizen-lab train -C CONFIG", prefix_chars="\0", add_help=False)
+    moved.add_argument("rest", nargs="*")
     moved.set_defaults(func=run_train)
 
     average = commands.add_parser("average", help="average the student checkpoints after the loss peak")

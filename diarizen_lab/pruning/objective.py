@@ -62,7 +62,12 @@ class DistillPruneObjective(Objective):
         Initial quadratic multiplier (see :mod:`~diarizen_lab.pruning.lagrangian`).
     l1_weight, l2_weight, cos_weight, cosine_type
         Distillation loss (:class:`~diarizen_lab.pruning.distill.HiddenStateDistillation`).
+    task : Task
+        Its sample rate is that of the MAC counts (supplied by the recipe).
     """
+
+    #: distillation matches hidden states: the datasets need no labels
+    uses_labels = False
 
     def __init__(
         self,
