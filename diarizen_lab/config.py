@@ -21,7 +21,7 @@ with ``str``) resolve against the config's root:
 never against the current working directory. Arguments annotated :class:`Asset` name a pretrained file or
 folder: an existing path relative to the root, else an asset of the offline checkpoint store
 (:func:`diarizen_lab.store.resolve_asset`); constructors receive the resolved path. ``--set section.key=value`` overrides are parsed as TOML values
-(``--set trainer.max_epochs=3`` for a settings section, ``--set 'model.args.wavlm="wavlm_tiny"'`` for a
+(``--set trainer.max_epochs=3`` for a settings section, ``--set 'model.args.wavlm="random:wavlm_tiny"'`` for a
 block; a bare word is taken as a string). The resolved config (overrides applied, paths absolute) is saved in the experiment directory.
 """
 

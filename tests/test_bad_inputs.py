@@ -79,10 +79,12 @@ FOLDERS = ["datadirs/audio_is_directory/audio_folder"]
 
 
 def tiny_model():
+    from diarizen_lab.data.task import Task
     from diarizen_lab.models.wavlm_conformer import WavLMConformer
 
     torch.manual_seed(0)
-    return WavLMConformer(wavlm="wavlm_tiny", chunk_size=2.0, attention_in=16, ffn_hidden=32, num_layers=1)
+    return WavLMConformer(wavlm="random:wavlm_tiny", task=Task(chunk_size=2.0), attention_in=16, ffn_hidden=32,
+                          num_layers=1)
 
 
 def make_checkpoints(folder: Path) -> None:
