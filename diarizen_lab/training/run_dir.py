@@ -134,7 +134,7 @@ def _numbered_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if number == len(lines):
                 return
             raise InputError(
-                f"not a JSON row ({error.msg})", path=path, line=number, fix="repair or delete the line"
+                f"not a JSON object ({error.msg})", path=path, line=number, fix="repair or delete the line"
             ) from None
         if not isinstance(row, dict):
             raise InputError("not a JSON object", path=path, line=number, fix="repair or delete the line")
