@@ -20,9 +20,10 @@ with ``str``) resolve against the config's root:
 ``[meta] root`` if given (itself relative to the config file's directory), else the config file's directory —
 never against the current working directory. Arguments annotated :class:`Asset` name a pretrained file or
 folder: an existing path relative to the root, else an asset of the offline checkpoint store
-(:func:`diarizen_lab.store.resolve_asset`); constructors receive the resolved path. ``--set section.key=value`` overrides are parsed as TOML values
-(``--set trainer.max_epochs=3`` for a settings section, ``--set 'model.args.wavlm="random:wavlm_tiny"'`` for a
-block; a bare word is taken as a string). The resolved config (overrides applied, paths absolute) is saved in the experiment directory.
+(:func:`diarizen_lab.store.resolve_asset`); constructors receive the resolved path. ``--set section.key=value``
+overrides are parsed as TOML values (``--set trainer.max_epochs=3`` for a settings section,
+``--set 'model.args.wavlm="random:wavlm_tiny"'`` for a block; a bare word is taken as a string). The resolved
+config (overrides applied, paths absolute) is saved in the experiment directory.
 """
 
 from __future__ import annotations
@@ -494,15 +495,21 @@ def load_config(
 ) -> Config:
     """Load and validate a TOML config.
 
-    Args:
-        path: the TOML file, or ``None`` for defaults and overrides only.
-        sections: accepted section names -> :class:`Block` or a dataclass. A section whose dataclass has
-            no required field may be omitted; a missing :class:`Block` section is an error unless the
-            name is also absent from the file and the recipe treats it as optional (``Optional[Block]``).
-        overrides: ``section.key=value`` strings applied before validation.
-        runtime: per block section, the argument names the recipe supplies (not allowed in the file).
-        moved: block arguments of earlier versions -> the section that owns them now (a one-line error
-            saying where to move them).
+    Parameters
+    ----------
+    path
+        The TOML file, or ``None`` for defaults and overrides only.
+    sections
+        Accepted section names -> :class:`Block` or a dataclass. A section whose dataclass has no required
+        field may be omitted; a missing :class:`Block` section is an error unless the name is also absent from
+        the file and the recipe treats it as optional (``Optional[Block]``).
+    overrides
+        ``section.key=value`` strings applied before validation.
+    runtime
+        Per block section, the argument names the recipe supplies (not allowed in the file).
+    moved
+        Block arguments of earlier versions -> the section that owns them now (a one-line error saying where
+        to move them).
     """
     if path is None:  # settings from defaults and ``--set`` alone
         path, text = Path("<command line>"), ""
@@ -564,7 +571,9 @@ def _validate(
                 validated[name] = None
                 continue
             if base is Block:
-                raise InputError(f"missing section [{name}]", path=path, fix=f"add [{name}] with 'path' and [{name}.args]")
+                raise InputError(
+                    f"missing section [{name}]", path=path, fix=f"add [{name}] with 'path' and [{name}.args]"
+                )
             raw = {}
         if base is Block:
             validated[name] = _load_block(raw, name, locator, root, runtime.get(name, ()), moved)

@@ -297,6 +297,9 @@ def test_resume_from_an_explicit_checkpoint_continues_from_it(tmp_path, corpus):
     assert without_time(again) == without_time(first)
     with pytest.raises(InputError, match="no training_state.pt here"):
         train(config, resume=tmp_path)
+    other_task = load_training_config(write_config(tmp_path, corpus), ["trainer.max_epochs=3", "task.chunk_size=2.0"])
+    with pytest.raises(DiarizenLabError, match=r"\[task\] and the checkpoint .*epoch_0002 describe different tasks"):
+        train(other_task, resume=True)
 
 
 def test_finetune_starts_from_trained_weights(tmp_path, corpus):

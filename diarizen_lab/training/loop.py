@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from diarizen_lab.errors import DiarizenLabError, InputError
-from diarizen_lab.models.io import MODEL_FILE, load_checkpoint
+from diarizen_lab.data.task import Task
+from diarizen_lab.models.io import MODEL_FILE, load_checkpoint, model_task
 from diarizen_lab.training.checkpoint import (
     Checkpointer,
     capture_rng_state,
@@ -374,8 +375,12 @@ class Trainer:
     def load(self, checkpoint: Path) -> None:
         """Restore model weights, optimizers, schedules, scaler, clipper, objective, counters and RNG states."""
         state = load_training_state(checkpoint)
-        weights = load_checkpoint(checkpoint / MODEL_FILE)["state_dict"]
-        self.unwrapped_model.load_state_dict(weights, strict=True)
+        saved = load_checkpoint(checkpoint / MODEL_FILE)
+        trained_for, _ = model_task(saved["model"])
+        task = getattr(self.unwrapped_model, "task", None)
+        if trained_for is not None and isinstance(task, Task):
+            task.check_same(trained_for, "[task]", f"the checkpoint {checkpoint}")
+        self.unwrapped_model.load_state_dict(saved["state_dict"], strict=True)
         names = {named.name for named in self.optimizers}
         if set(state["optimizers"]) != names:
             raise InputError(

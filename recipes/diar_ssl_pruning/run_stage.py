@@ -94,8 +94,10 @@ def main() -> None:
         train(config, resume=True)
     if run(4):
         averaged = run_dir / f"avg_after_peak_{args.average}.pt"
-        print_record(average_checkpoints(run_dir, averaged, metric="val/loss", mode="after_peak", n=args.average,
-                                         metric_mode="min"), averaged)
+        monitor = config["checkpoint"]  # the validation loss of the distillation
+        record = average_checkpoints(run_dir, averaged, metric=monitor.monitor, mode="after_peak", n=args.average,
+                                     metric_mode=monitor.mode)
+        print_record(record, averaged)
         print_report(write_pruned(averaged, pruned, teacher=teacher))
     if run(5) and args.redistill:
         redistill = load_training_config(
