@@ -111,7 +111,9 @@ def resolve_reference(text: str | os.PathLike, root: Path) -> Asset:
         try:
             path = CheckpointStore().resolve(text)
         except AssetNotFoundError as error:
-            path, problem = local, str(error)
+            path = local
+            # a file name (an earlier stage's output?) is reported as a path, anything else as a store asset
+            problem = f"no such file {local} (paths resolve against [meta] root)" if local.suffix else str(error)
     asset = Asset(path)
     asset.reference, asset.problem = text, problem
     return asset

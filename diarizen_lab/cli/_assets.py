@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def report_assets(checkpoint_dir: Path | None, config_path: Path | None) -> int:
@@ -31,6 +32,8 @@ def report_assets(checkpoint_dir: Path | None, config_path: Path | None) -> int:
             print(f"  [--] {name:<26} not in the store (needed only by configs that name it)")
     if config_path is None:
         return problems
+    if _is_diarization_config(config_path):
+        return problems + _report_diarization_assets(store, config_path)
     with _default_store(checkpoint_dir):  # resolve the config's assets as a run with this store would
         assets = assets_of(load_training_config(config_path))
     print(f"assets needed by {config_path}: {', '.join(asset.reference for asset in assets) or 'none'}")
@@ -39,6 +42,34 @@ def report_assets(checkpoint_dir: Path | None, config_path: Path | None) -> int:
             print(f"  [ok] {asset.reference:<26} {asset}")
         else:
             print(f"  [!!] {asset.reference:<26} {asset.problem or f'no such file {asset}'}")
+            problems += 1
+    return problems
+
+
+def _is_diarization_config(path: Path) -> bool:
+    import tomllib
+
+    try:
+        return "diarization" in tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # the training-config loader reports it
+
+
+def _report_diarization_assets(store: Any, config_path: Path) -> int:
+    """The embedding and PLDA of a ``[diarization]`` config (its fields are plain names, not typed assets)."""
+    from diarizen_lab.config import load_config
+    from diarizen_lab.evaluation.pipeline import DiarizationConfig
+    from diarizen_lab.store import AssetNotFoundError, required_assets
+
+    settings = load_config(config_path, {"diarization": DiarizationConfig})
+    needed = required_assets(settings)
+    print(f"assets needed by {config_path}: {', '.join(needed) or 'none'}")
+    problems = 0
+    for name in needed:
+        try:
+            print(f"  [ok] {name:<26} {store.resolve(name)}")
+        except AssetNotFoundError as error:
+            print(f"  [!!] {name:<26} {error}")
             problems += 1
     return problems
 
