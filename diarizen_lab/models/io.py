@@ -3,13 +3,19 @@
 Format (``torch.save`` of a dict)::
 
     {"format": "diarizen_lab.model/1",
-     "model": {"path": "package.module.Class", "args": {...}},   # model.architecture()
+     "model": {"path": "package.module.Class", "args": {...},    # model.architecture()
+               "task": {"sample_rate": ..., "chunk_size": ..., ...}},   # segmentation models only
      "state_dict": {...},                                         # CPU tensors
      "meta": {...}}                                               # plain Python values (epoch, step, ...)
 
-Files are read with ``torch.load(weights_only=True)`` and ``model.path`` must name a model class (a subclass of
-pyannote's ``Model``) in a module of :data:`ARCHITECTURE_PACKAGES`: a checkpoint never executes code, so
-``meta`` must hold only plain values (str, int, float, bool, None, lists, dicts, tensors).
+Files are read with :func:`~diarizen_lab.utils.torch_files.load_torch_file` (``torch.load(weights_only=True)``)
+and ``model.path`` must name a model class (a subclass of pyannote's ``Model``) in a module of
+:data:`ARCHITECTURE_PACKAGES`: a checkpoint never executes code, so ``meta`` must hold only plain values (str,
+int, float, bool, None, lists, dicts, tensors).
+
+Files written before the task had its own block kept ``chunk_size``, ``sample_rate``,
+``max_speakers_per_chunk`` and ``max_speakers_per_frame`` among the segmentation model's ``args``; they load
+as they are (:func:`model_task` reads those arguments into a :class:`~diarizen_lab.data.task.Task`).
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from diarizen_lab.config import import_object, instantiate
+from diarizen_lab.config import accepts, import_object, instantiate
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import InputError, describe
 from diarizen_lab.utils.atomic import atomic_path
+from diarizen_lab.utils.torch_files import UnsafePickleError, load_torch_file
 
 FORMAT = "diarizen_lab.model/1"
 MODEL_FILE = "model.pt"
@@ -66,7 +74,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Read and validate a self-describing checkpoint file (see module docstring)."""
     path = Path(path)
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = load_torch_file(path, map_location=map_location)
+    except UnsafePickleError as error:
+        raise InputError(
+            f"model checkpoint refused as unsafe: {error.detail}",
+            path=path,
+            fix="use a model.pt written by diarizen_lab from a trusted source",
+        ) from None
     except Exception as error:  # torch raises many types (EOFError, RuntimeError, UnpicklingError, ...)
         raise InputError(
             f"cannot read model checkpoint ({describe(error)})",
@@ -91,13 +105,29 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return checkpoint
 
 
-def build_model(architecture: dict[str, Any]) -> nn.Module:
-    """Instantiate ``{"path": "module.Class", "args": {...}}`` with random weights.
+def model_task(architecture: dict[str, Any]) -> tuple[Task | None, dict[str, Any]]:
+    """The task of a stored architecture and its other arguments (``None`` for models without a task).
 
-    Raises :class:`ValueError` when ``path`` is not an allowed architecture (see :func:`allowed_architecture`).
+    Reads the ``"task"`` block, or the task arguments of files written before it existed.
+    """
+    args = dict(architecture.get("args", {}))
+    if "task" in architecture:
+        return Task(**architecture["task"]), args
+    if accepts(architecture["path"], "task"):
+        return Task.split_legacy_args(args)
+    return None, args
+
+
+def build_model(architecture: dict[str, Any]) -> nn.Module:
+    """Instantiate ``{"path": "module.Class", "args": {...}, "task": {...}}`` with random weights.
+
+    Raises :class:`ValueError` when ``path`` is not an allowed architecture (see :func:`allowed_architecture`);
+    it is checked before anything else imports it.
     """
     allowed_architecture(architecture["path"])
-    return instantiate(architecture)
+    task, args = model_task(architecture)
+    runtime = {} if task is None else {"task": task}
+    return instantiate({"path": architecture["path"], "args": args}, **runtime)
 
 
 def allowed_architecture(path: str) -> type:
