@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pyannote.audio
 import pytest
-import torch
 
 from diarizen_lab import OFFLINE_DEFAULTS
 from diarizen_lab.models.io import save_model
+from test_bad_inputs import tiny_model
 from test_training_loop import write_config
 
 pytestmark = pytest.mark.skipif(
@@ -101,12 +101,7 @@ def commands(folder: Path) -> list[list[str]]:
     data = data_dir(corpus / "train")
     shutil.copytree(data, corpus / "dev")
     run = folder / "exp" / "trace"
-    from diarizen_lab.models.wavlm_conformer import WavLMConformer
-
-    torch.manual_seed(0)
-    wavlm_model = save_model(folder / "wavlm_model.pt", WavLMConformer(
-        wavlm="wavlm_tiny", chunk_size=2.0, attention_in=16, ffn_hidden=32, num_layers=1
-    ))
+    wavlm_model = save_model(folder / "wavlm_model.pt", tiny_model())
     return [
         ["train", "-C", str(write_config(folder, corpus, "trace")), "--set", "trainer.max_epochs=1"],
         ["average", "-e", str(run), "-n", "1", "-o", str(folder / "avg.pt")],

@@ -53,6 +53,6 @@ def load_torch_file(path: str | os.PathLike, *, map_location: Any = "cpu", mmap:
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         match = _GLOBAL.search(str(error))
-        if "Weights only load failed" in str(error):
-            raise UnsafePickleError(path, match.group(1) if match else "a Python object") from None
-        raise
+        if match and "Weights only load failed" in str(error):
+            raise UnsafePickleError(path, match.group(1)) from None
+        raise  # a corrupt file or plain text: torch's weights-only unpickler meets an unknown opcode
