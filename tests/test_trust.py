@@ -6,7 +6,9 @@ where code execution is allowed), then that our loaders refuse it without runnin
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -119,6 +121,100 @@ def test_revision_that_names_a_commit_folder_still_resolves(tmp_path):
         f'[assets.model]\npath = "models--acme--model"\nrevision = "{COMMIT}"\n'
     )
     assert resolve_asset("model", checkpoint_dir=tmp_path / "store") == snapshot
+
+
+def test_config_asset_resolved_through_the_store_is_refused_when_it_leaves_its_tree(tmp_path, monkeypatch):
+    from diarizen_lab.config import resolve_reference
+    from diarizen_lab.store import AssetNotFoundError
+
+    secret = tmp_path / "outside.pt"
+    secret.write_bytes(b"not the store's")
+    snapshot = cache_tree(tmp_path / "store" / "models--acme--model", {"config.yaml": b"a: 1\n"})
+    (snapshot / "pytorch_model.bin").symlink_to(secret)
+    monkeypatch.setenv("DIARIZEN_LAB_CHECKPOINTS", str(tmp_path / "store"))
+    asset = resolve_reference("acme/model", tmp_path)  # a name: the store's asset
+    assert asset.problem is not None and "pytorch_model.bin links outside its cache tree" in asset.problem
+    with pytest.raises(InputError, match="asset 'acme/model' not found .*links outside its cache tree"):
+        asset.require()
+    with pytest.raises(AssetNotFoundError, match="links outside its cache tree"):  # a path: the same rule
+        resolve_reference("store/models--acme--model", tmp_path)
+
+
+def test_model_and_training_state_with_a_pickle_payload_are_refused_as_unsafe(tmp_path):
+    from diarizen_lab.training.checkpoint import STATE_FILE, load_training_state
+
+    path = save_model(tmp_path / "model.pt", tiny_model(), meta={"note": Payload(tmp_path)})
+    with pytest.raises(InputError, match="model.pt: model checkpoint refused as unsafe: its pickle names posix"):
+        load_model(path)
+    torch.save({"optimizer": Payload(tmp_path)}, tmp_path / STATE_FILE)
+    with pytest.raises(InputError, match="training state refused as unsafe: its pickle names posix.system"):
+        load_training_state(tmp_path)
+    assert not (tmp_path / PAYLOAD_MARKER).exists()
+
+
+def flatten(file: Path) -> str:
+    """Replace a symlink by a text file holding its target, as copy tools without symlinks do."""
+    target = os.readlink(file)
+    file.unlink()
+    file.write_text(target)
+    return target
+
+
+def test_flattened_links_are_read_through_verified_and_re_linked(tmp_path):
+    from diarizen_lab.store import AssetNotFoundError, verify_store
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"outside")
+    store = tmp_path / "store"
+    weights = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, weights)
+    files = {"config.yaml": b"a: 1\n", "pytorch_model.bin": weights.getvalue()}
+    snapshot = cache_tree(store / "models--acme--model", files)
+    targets = {name: flatten(snapshot / name) for name in files}
+    (snapshot / "escape.txt").write_text(os.path.relpath(secret, snapshot))  # names a file outside: not a link
+    (snapshot / "other.txt").write_text("../../refs/main")  # a file of the tree, but not a blob: not a link
+    checks = {check.path.name: check for section in verify_store(store) for check in section.checks}
+    assert {name: checks[name].status for name in checks} == {
+        "config.yaml": Status.FLATTENED, "pytorch_model.bin": Status.FLATTENED,
+        "escape.txt": Status.OK, "other.txt": Status.OK,
+    }
+    assert all(check.ok for check in checks.values())
+    assert "checkpoints repair" in checks["config.yaml"].fix
+    blob = resolve_asset("acme/model/pytorch_model.bin", checkpoint_dir=store)  # a file: read through
+    assert blob.read_bytes() == files["pytorch_model.bin"] and blob.parent.name == "blobs"
+    with pytest.raises(AssetNotFoundError, match="config.yaml is a symlink flattened into a text file.*checkpoints repair"):
+        resolve_asset("acme/model", checkpoint_dir=store)  # a folder: its reader would read the text
+
+    actions = {action.path.name: action.action for action in repair_tree(store)}
+    assert actions == {"config.yaml": "relinked", "pytorch_model.bin": "relinked", "escape.txt": "kept",
+                       "other.txt": "kept"}
+    assert {name: os.readlink(snapshot / name) for name in files} == targets
+    assert (snapshot / "escape.txt").read_text() == os.path.relpath(secret, snapshot)
+    (snapshot / "escape.txt").unlink()
+    (snapshot / "other.txt").unlink()
+    assert resolve_asset("acme/model", checkpoint_dir=store) == snapshot
+    assert [check.status for section in verify_store(store) for check in section.checks] == [Status.OK] * 2
+
+
+def test_flattened_links_of_the_upstream_fixture_tree(tmp_path):
+    from diarizen_lab.store import verify_store
+
+    hub = Path(__file__).resolve().parents[1].parent / "shared" / "upstream-fixtures" / "hub"
+    if not hub.is_dir():
+        pytest.skip(f"{hub} is absent (the shared upstream fixtures)")
+    store = tmp_path / "store"
+    shutil.copytree(hub, store)
+    store.chmod(0o755)
+    for folder in store.rglob("*"):
+        folder.chmod(0o755 if folder.is_dir() else 0o644)
+    statuses = [check.status for section in verify_store(store) for check in section.checks]
+    assert statuses == [Status.FLATTENED] * 4
+    name = "BUT-FIT/diarizen-tiny-base-pruned"
+    assert resolve_asset(f"{name}/plda/plda.npz", checkpoint_dir=store).parent.name == "blobs"
+    assert [action.action for action in repair_tree(store)] == ["relinked"] * 4
+    snapshot = resolve_asset(name, checkpoint_dir=store)
+    assert (snapshot / "config.toml").is_symlink() and (snapshot / "plda" / "plda.npz").is_symlink()
+    assert [check.status for section in verify_store(store) for check in section.checks] == [Status.OK] * 4
 
 
 # ---------------------------------------------------------------------------------------------------------

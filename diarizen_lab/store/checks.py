@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diarizen_lab.store.digest import matches_name, sha256_of
-from diarizen_lab.store.hfcache import INCOMPLETE_SUFFIX, blob_of, link_target
+from diarizen_lab.store.hfcache import INCOMPLETE_SUFFIX, blob_of, flattened_link, link_target
 from diarizen_lab.utils.torch_files import UnsafePickleError, load_torch_file
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -40,6 +40,7 @@ class Status(enum.StrEnum):
     UNREADABLE = "unreadable"
     UNSAFE = "unsafe-pickle"
     OUTSIDE = "links-outside"
+    FLATTENED = "flattened-link"
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class FileCheck:
 
     @property
     def ok(self) -> bool:
-        return self.status is Status.OK
+        return self.status in (Status.OK, Status.FLATTENED)
 
     def format(self, base: Path | None = None) -> str:
         """One line: status, path (relative to ``base`` when inside it), detail and fix."""
@@ -169,9 +170,10 @@ def _text_error(path: Path) -> str | None:
     return None
 
 
-def read_error(path: Path) -> str | None:
-    """Why the file's format cannot be parsed, or ``None``; the type is told by the (snapshot) file name."""
-    suffix = path.suffix
+def read_error(path: Path, name: str | None = None) -> str | None:
+    """Why the file's format cannot be parsed, or ``None``; the type is told by the (snapshot) file ``name``
+    (default: the file's own name)."""
+    suffix = Path(name or path.name).suffix
     if suffix in TORCH_SUFFIXES:
         return _torch_error(path)
     if suffix == ".safetensors":
@@ -222,6 +224,9 @@ def check_file(path: Path, *, sha256: str | None = None, verify_blob: bool | Non
     problem = stat_check(path)
     if problem is not None:
         return problem
+    blob = flattened_link(path)
+    if blob is not None:
+        return _flattened_check(path, blob, sha256, verify_blob)
     check = content_check(path, sha256, verify_blob=verify_blob)
     if not check.ok:
         return check
@@ -234,3 +239,26 @@ def check_file(path: Path, *, sha256: str | None = None, verify_blob: bool | Non
     if reason is not None:
         return FileCheck(path, Status.UNREADABLE, reason, f"the file is truncated or corrupt: {RECOPY}")
     return FileCheck(path, Status.OK)
+
+
+def _flattened_check(path: Path, blob: Path, sha256: str | None, verify_blob: bool | None) -> FileCheck:
+    """Check the blob a flattened link names, as the file the link stands for; ``flattened-link`` if sound."""
+    if verify_blob is None:
+        verify_blob = blob.stat().st_size <= HASH_LIMIT_BYTES
+    if (sha256 is not None and sha256_of(blob) != sha256.lower()) or (
+        verify_blob and matches_name(blob, blob.name) is False
+    ):
+        return FileCheck(
+            path, Status.HASH_MISMATCH, f"names blobs/{blob.name}, whose content does not hash to its digest",
+            f"the blob is corrupt: {_recopy_blob(blob)}",
+        )
+    try:
+        reason = read_error(blob, name=path.name)
+    except UnsafePickleError as error:
+        return FileCheck(path, Status.UNSAFE, error.detail, "delete the tree and copy it from a trusted source")
+    if reason is not None:
+        return FileCheck(path, Status.UNREADABLE, f"names blobs/{blob.name}, which {reason}", _recopy_blob(blob))
+    return FileCheck(
+        path, Status.FLATTENED, f"a symlink copied as a text file naming blobs/{blob.name} (read through it)",
+        f"`diarizen-lab checkpoints repair {blob.parent.parent}` makes it a symlink again",
+    )

@@ -9,7 +9,9 @@ A repository ``org/name`` is cached as::
         blobs/<blob>.incomplete       # an unfinished download
 
 A *copied* cache (``scp -r`` and some archivers dereference symlinks) holds plain files in ``snapshots/``;
-it still loads offline, it only takes more space.
+it still loads offline, it only takes more space. Tools that cannot store symlinks at all may instead write
+each one as a small text file holding its target, ``../../blobs/<blob>`` (a *flattened link*,
+:func:`flattened_link`): the store reads the blob it names, and ``checkpoints repair`` makes it a symlink again.
 
 Nothing read from a tree leads out of it: a revision and the commit a ref names must be plain names of
 ``snapshots/`` folders (not empty, no ``/``, not ``..``), the snapshot must lie in the tree, and a snapshot file
@@ -24,6 +26,8 @@ from pathlib import Path
 
 REPO_PREFIX = "models--"
 INCOMPLETE_SUFFIX = ".incomplete"
+FLATTENED_LINK_MAX_BYTES = 1024
+"""A flattened link is a text file of at most this size (its target path)."""
 
 
 class SnapshotError(LookupError):
@@ -134,6 +138,35 @@ def link_target(path: Path) -> Path | None:
     if not path.is_symlink():
         return None
     return Path(os.path.normpath(path.parent / os.readlink(path)))
+
+
+def tree_of(path: Path) -> Path | None:
+    """The cache tree a snapshot file lies in (the folder above ``snapshots/``), or ``None``."""
+    return next((parent.parent for parent in path.parents if parent.name == "snapshots"), None)
+
+
+def flattened_link(path: Path, tree: Path | None = None) -> Path | None:
+    """The blob that a flattened link names, or ``None`` if ``path`` is not one.
+
+    A flattened link is a regular file in a snapshot of at most :data:`FLATTENED_LINK_MAX_BYTES` whose text
+    is one relative path leading to an existing file directly in ``blobs/`` of its own tree (``tree``,
+    default :func:`tree_of`), once every symlink is followed: nothing outside the tree is ever named.
+    """
+    tree = tree if tree is not None else tree_of(path)
+    if tree is None or path.is_symlink() or not path.is_file() or path.stat().st_size > FLATTENED_LINK_MAX_BYTES:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text or "\n" in text or "\0" in text or os.path.isabs(text):
+        return None
+    target = Path(os.path.normpath(path.parent / text))
+    blobs = Path(os.path.realpath(tree / "blobs"))
+    real = Path(os.path.realpath(target))
+    if real.parent != blobs or not blobs.is_relative_to(os.path.realpath(tree)) or not real.is_file():
+        return None
+    return target
 
 
 def blob_of(path: Path) -> Path | None:

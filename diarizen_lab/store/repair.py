@@ -8,6 +8,8 @@ can be put back under a blob name exactly when its content hashes to that name:
 - a plain file in a snapshot (a copy that dereferenced the symlinks) whose content hashes to the name of a
   blob that exists or that a snapshot symlink points to becomes that blob (a hard link, else a copy; the blob's
   old content was equal, or corrupt), and the snapshot file becomes a symlink to it again;
+- a flattened link (a symlink that a copy tool wrote as a text file holding its target, see
+  :func:`~diarizen_lab.store.hfcache.flattened_link`) becomes the symlink it stands for;
 - with ``materialize``, snapshot symlinks are replaced by hard links to their blobs (copies where the file
   system has no hard links), e.g. before a copy with a tool that does not keep symlinks.
 
@@ -26,7 +28,15 @@ from pathlib import Path
 
 from diarizen_lab.store.checks import stat_check
 from diarizen_lab.store.digest import digests, matches_name
-from diarizen_lab.store.hfcache import INCOMPLETE_SUFFIX, blob_of, files_under, find_cache_repos, is_inside
+from diarizen_lab.store.hfcache import (
+    INCOMPLETE_SUFFIX,
+    blob_of,
+    files_under,
+    find_cache_repos,
+    flattened_link,
+    is_inside,
+)
+
 
 @dataclass(frozen=True)
 class RepairAction:
@@ -89,6 +99,13 @@ def repair_cache_repo(repo: Path, *, materialize: bool = False, dry_run: bool = 
     for file in files:
         if file.is_symlink() or not file.is_file() or _inode(file) in blob_inodes:
             continue  # a link, or a hard link to its blob (materialized)
+        target = flattened_link(file, repo)
+        if target is not None:
+            if not dry_run:
+                _symlink(file, target)
+            detail = f"held the path of blobs/{target.name} as text (a flattened symlink): a symlink again"
+            actions.append(RepairAction(file, "relinked", detail))
+            continue
         digest = digests(file)
         name = next((name for name in digest.names() if name in referenced | available), None)
         if name is None:

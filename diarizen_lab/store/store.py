@@ -16,7 +16,8 @@ Resolution reads only what the store's folder holds, except where a manifest ent
 elsewhere (that is what entries are for: a shared copy on another disk). Inside a cache tree, whether in the
 store or named by an entry, nothing leads out of the tree: a ``revision``, ``subfolder`` or the content of
 ``refs/main`` that would leave it, or a snapshot file linking outside it, makes the asset unusable (see
-:mod:`diarizen_lab.store.hfcache`). A found asset's files are hashed against the manifest's ``sha256`` and, when
+:mod:`diarizen_lab.store.hfcache`). A file that is a flattened link resolves to the blob it names; a folder
+holding one is refused until ``checkpoints repair`` re-links it (its readers would read the link's text). A found asset's files are hashed against the manifest's ``sha256`` and, when
 at most :data:`~diarizen_lab.store.checks.HASH_LIMIT_BYTES`, against their blob names. Resolution never writes.
 """
 
@@ -35,12 +36,14 @@ from diarizen_lab.store.hfcache import (
     SnapshotError,
     default_hf_cache,
     files_under,
+    flattened_link,
     is_cache_repo,
     is_inside,
     links_outside,
     repo_folder_name,
     repo_id_of,
     snapshot_dir,
+    tree_of,
 )
 from diarizen_lab.store.manifest import MANIFEST_NAME, ManifestEntry, load_manifest
 
@@ -297,6 +300,15 @@ class CheckpointStore:
         outside = links_outside(path, tree) if tree is not None and path.is_dir() else []
         if outside:
             searched[-1] += f" ({outside[0]} links outside its cache tree, to {os.path.realpath(outside[0])})"
+            return None
+        if path.is_file():
+            return flattened_link(path) or path  # read through a flattened link to its blob
+        flattened = next((file for file in files_under(path) if flattened_link(file)), None)
+        if flattened is not None:
+            searched[-1] += (
+                f" ({flattened} is a symlink flattened into a text file, which a folder's reader would read as "
+                f"content: `diarizen-lab checkpoints repair {tree_of(flattened)}` makes it a symlink again)"
+            )
             return None
         return path
 

@@ -129,6 +129,9 @@ def _outside(path: Path) -> FileCheck:
 def _with_note(check: FileCheck) -> FileCheck:
     """Mark a plain file inside a cache snapshot, where a symlink into ``blobs/`` is expected."""
     in_snapshot = "snapshots" in check.path.parts
-    if check.ok and in_snapshot and link_target(check.path) is None and check.path.stat().st_nlink == 1:
+    if (
+        check.status is Status.OK and in_snapshot
+        and link_target(check.path) is None and check.path.stat().st_nlink == 1
+    ):
         return FileCheck(check.path, check.status, PLAIN_COPY_NOTE)
     return check
