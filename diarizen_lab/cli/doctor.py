@@ -87,15 +87,18 @@ def run(args: argparse.Namespace) -> int:
     from diarizen_lab import OFFLINE_DEFAULTS
     from diarizen_lab.utils import netguard
 
+    from diarizen_lab.offline import TELEMETRY_VARIABLE, hub_offline, telemetry_problems
+
     for variable, wanted in OFFLINE_DEFAULTS.items():
+        if variable == TELEMETRY_VARIABLE:
+            continue  # the telemetry row below says whether its value sends anything
         value = os.environ.get(variable)
         enforced = value == wanted
         _row(variable, f"{value!r}" + ("" if enforced else f" (set {variable}={wanted} to stay offline)"), enforced)
         problems += not enforced
-    from diarizen_lab.offline import hub_offline, telemetry_problems
-
     telemetry = telemetry_problems()
-    _row("telemetry", f"ON: {'; '.join(telemetry)}" if telemetry else "off", not telemetry)
+    setting = f"{TELEMETRY_VARIABLE}={os.environ.get(TELEMETRY_VARIABLE)!r}"
+    _row("telemetry", f"ON: {'; '.join(telemetry)}" if telemetry else f"off ({setting})", not telemetry)
     problems += bool(telemetry)
     _row("huggingface_hub", "offline" if hub_offline() else "ONLINE: HF_HUB_OFFLINE is off", hub_offline())
     _row("network guard", "on: outbound connections refused" if netguard.is_installed()

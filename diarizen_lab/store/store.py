@@ -17,8 +17,9 @@ elsewhere (that is what entries are for: a shared copy on another disk). Inside 
 store or named by an entry, nothing leads out of the tree: a ``revision``, ``subfolder`` or the content of
 ``refs/main`` that would leave it, or a snapshot file linking outside it, makes the asset unusable (see
 :mod:`diarizen_lab.store.hfcache`). A file that is a flattened link resolves to the blob it names; a folder
-holding one is refused until ``checkpoints repair`` re-links it (its readers would read the link's text). A found asset's files are hashed against the manifest's ``sha256`` and, when
-at most :data:`~diarizen_lab.store.checks.HASH_LIMIT_BYTES`, against their blob names. Resolution never writes.
+holding one is refused until ``checkpoints repair`` re-links it (its readers would read the link's text). A
+found asset's files are hashed against the manifest's ``sha256`` and, when at most
+:data:`~diarizen_lab.store.checks.HASH_LIMIT_BYTES`, against their blob names. Resolution never writes.
 """
 
 from __future__ import annotations
