@@ -13,7 +13,8 @@ A config is a set of sections. A recipe declares which sections it accepts and w
   suggestion), missing required arguments and wrong types are reported with the file, line and section.
   :func:`instantiate` then calls it, adding the objects that only the recipe can supply (``params=``, ...).
 
-- a dataclass section holds plain settings, checked against the dataclass fields the same way.
+- a dataclass section holds plain settings, checked against the dataclass fields the same way; so does a
+  sub-table given for a block argument annotated with a dataclass (``[train_dataset.args.augmentation]``).
 
 Relative paths (arguments or fields annotated :class:`pathlib.Path` or ``os.PathLike``, alone or in a union
 with ``str``) resolve against the config's root:
@@ -194,6 +195,13 @@ def _coerce(value: Any, annotation: Any, root: Path) -> Any:
     return value  # annotations we cannot check (protocols, forward references): accept as written
 
 
+def _dataclass_in(annotation: Any) -> type | None:
+    """The dataclass ``annotation`` names, alone or in a union with ``None``."""
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    found = [a for a in options or (annotation,) if dataclasses.is_dataclass(a) and isinstance(a, type)]
+    return found[0] if len(found) == 1 else None
+
+
 def _is_path(annotation: Any) -> bool:
     return annotation is Path or annotation is os.PathLike or typing.get_origin(annotation) is os.PathLike
 
@@ -227,6 +235,12 @@ def _check_fields(
             known = ", ".join(sorted(settable)) or "none"
             raise locator.error(section, key, f"unknown key '{key}'{hint}", fix=f"known keys: {known}")
         annotation, _ = fields[key]
+        table = _dataclass_in(annotation)
+        if table is not None and isinstance(value, dict):  # a sub-table of settings, checked like a section
+            inner = f"{section}.{key}"
+            settings = _check_fields(value, _dataclass_fields(table), locator, inner, root)
+            checked[key] = _construct(table, settings, locator, inner)
+            continue
         try:
             checked[key] = _coerce(value, annotation, root)
         except TypeError:
