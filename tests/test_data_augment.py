@@ -144,3 +144,34 @@ def test_noise_at_another_sample_rate_is_refused(material, tmp_path):
     sf.write(tmp_path / "n.wav", np.zeros(800, dtype=np.float32) + 0.1, 8000)
     with pytest.raises(InputError, match=r"n.wav: 1 file\(s\) of noise_dir are not at 16000 Hz \(this one: 8000 Hz\)"):
         chunks(material, Augmentation(noise_dir=tmp_path))
+
+
+def test_a_resumed_augmented_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
+    # the training-loop test's tiny run and its crash in epoch 2, with every effect of the augmentation on
+    from test_training_loop import CrashInEpochTwo, without_time, write_config
+    from diarizen_lab.data.synth import synthesize_corpus
+    from diarizen_lab.training.recipe import train
+    from diarizen_lab.training.run_log import read_metrics
+
+    corpus = tmp_path / "synth"
+    synthesize_corpus(corpus, minutes=1, seed=0, meeting_minutes=0.5, noise=True)
+    extra = f"""
+[train_dataset.args.augmentation]
+rir_dir = "{corpus / 'rirs'}"
+noise_dir = "{corpus / 'noise'}"
+gain_db = [-6.0, 6.0]
+"""
+    straight = train(load_training_config(write_config(tmp_path, corpus, "straight", extra)))
+    config = load_training_config(write_config(tmp_path, corpus, "crashed", extra))
+    with pytest.raises(KeyboardInterrupt):
+        train(config, make_objective=CrashInEpochTwo.for_model)
+    resumed = train(config, resume=True)
+    assert (resumed.epoch, resumed.step) == (straight.epoch, straight.step) == (3, 18)
+    rows = [read_metrics(tmp_path / "exp" / name / "metrics.jsonl") for name in ("straight", "crashed")]
+    assert without_time(rows[0]) == without_time(rows[1])
+    plain = train(load_training_config(write_config(tmp_path, corpus, "plain"), ["trainer.max_epochs=1"]))
+    assert plain.step == 6
+    plain_loss = read_metrics(tmp_path / "exp" / "plain" / "metrics.jsonl")[0]["train/loss"]
+    assert plain_loss != rows[0][0]["train/loss"]  # the augmentation did change the training batches
+    saved = load_training_config(tmp_path / "exp" / "crashed" / "config.toml")
+    assert saved["train_dataset"].args["augmentation"] == config["train_dataset"].args["augmentation"]
