@@ -1,8 +1,10 @@
 """Data loading speed of ChunkDataset against bare soundfile reads of the same chunks.
 
 Prints the time ratio (dataset item = audio read + labels, vs ``soundfile.read`` of the same samples; target
-<= 1.3x) and chunks/s through a DataLoader with 0 and 2 workers. Without ``--data``, a 10-minute synthetic
-corpus is generated in a temporary directory and its train split is used.
+<= 1.3x), the cost of training augmentation (an item with reverberation, background noise and gain all applied,
+vs a plain item; no target: it says what augmentation costs the data workers) and chunks/s through a DataLoader
+with 0 and 2 workers. Without ``--data``, a 10-minute synthetic corpus is generated in a temporary directory and
+its train split is used; the noise and impulse responses are always synthetic (``data synth --noise``).
 
     python benchmarks/bench_dataloader.py [--data DIR] [--chunks 1000] [--json results.json]
 """
@@ -20,9 +22,10 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from diarizen_lab.data.augment import Augmentation
 from diarizen_lab.data.dataset import ChunkDataset, collate
 from diarizen_lab.data.frames import FrameGeometry
-from diarizen_lab.data.synth import synthesize_corpus
+from diarizen_lab.data.synth import synthesize_corpus, write_noise_and_rirs
 
 RATIO_TARGET = 1.3
 
@@ -66,23 +69,42 @@ def main() -> None:
             for path, start, size in reads:
                 sf.read(path, start=start, frames=size, dtype="float32", always_2d=True)
 
-        def ours() -> None:
-            for i in range(len(chunks)):
-                chunks[i]
+        write_noise_and_rirs(Path(tmp) / "augment", seed=0)
+        every_effect = Augmentation(
+            rir_dir=Path(tmp) / "augment" / "rirs", reverb_probability=1.0, noise_dir=Path(tmp) / "augment" / "noise",
+            noise_probability=1.0, gain_db=(-6.0, 6.0), gain_probability=1.0,
+        )
+        augmented = ChunkDataset(data, args.chunk_size, args.chunk_shift, 3, frames=frames, augmentation=every_effect)
+        augmented.set_epoch(seed=0, epoch=1)
 
-        bare(), ours()  # warm the page cache
+        def items(dataset) -> None:
+            for i in indices:
+                dataset[i]
+
+        def ours() -> None:
+            items(dataset)
+
+        def ours_augmented() -> None:
+            items(augmented)
+
+        bare(), ours(), ours_augmented()  # warm the page cache
         # interleaved runs, fastest of each: robust to other processes on the machine
-        runs = [(seconds(bare), seconds(ours)) for _ in range(args.repeats)]
-        bare_s, ours_s = min(run[0] for run in runs), min(run[1] for run in runs)
+        runs = [(seconds(bare), seconds(ours), seconds(ours_augmented)) for _ in range(args.repeats)]
+        bare_s, ours_s, augmented_s = (min(run[k] for run in runs) for k in range(3))
         print(f"{len(chunks)} chunks of {args.chunk_size} s ({frames.num_frames} frames, 3 speakers) from {data}")
         print(f"soundfile.read: {bare_s * 1e3 / len(chunks):.3f} ms/chunk")
         print(f"ChunkDataset:   {ours_s * 1e3 / len(chunks):.3f} ms/chunk (read + labels)")
         print(f"ratio: {ours_s / bare_s:.2f}x (target <= {RATIO_TARGET}x)")
+        print(f"augmented item: {augmented_s * 1e3 / len(chunks):.3f} ms/chunk (reverberation + noise + gain), "
+              f"{augmented_s / ours_s:.2f}x a plain item")
         results = [
             {"name": "ChunkDataset item / soundfile.read", "value": ours_s / bare_s, "unit": "x",
              "target": f"<= {RATIO_TARGET}", "ok": ours_s / bare_s <= RATIO_TARGET},
             {"name": "soundfile.read", "value": bare_s * 1e3 / len(chunks), "unit": "ms/chunk"},
             {"name": "ChunkDataset item", "value": ours_s * 1e3 / len(chunks), "unit": "ms/chunk"},
+            {"name": "augmented item / plain item (reverb + noise + gain)", "value": augmented_s / ours_s,
+             "unit": "x"},
+            {"name": "augmented item", "value": augmented_s * 1e3 / len(chunks), "unit": "ms/chunk"},
         ]
         for workers in (0, 2):
             loader = DataLoader(chunks, batch_size=32, num_workers=workers, collate_fn=collate,

@@ -149,12 +149,13 @@ def test_noise_at_another_sample_rate_is_refused(material, tmp_path):
 def test_a_resumed_augmented_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     # the training-loop test's tiny run and its crash in epoch 2, with every effect of the augmentation on
     from test_training_loop import CrashInEpochTwo, without_time, write_config
-    from diarizen_lab.data.synth import synthesize_corpus
+    from diarizen_lab.cli import main
     from diarizen_lab.training.recipe import train
     from diarizen_lab.training.run_log import read_metrics
 
     corpus = tmp_path / "synth"
-    synthesize_corpus(corpus, minutes=1, seed=0, meeting_minutes=0.5, noise=True)
+    assert main(["data", "synth", str(corpus), "--minutes", "1", "--meeting-minutes", "0.5", "--noise"]) == 0
+    assert sorted(p.parent.name for p in corpus.glob("noise/*/*.wav")) == ["music"] * 3 + ["noise"] * 3
     extra = f"""
 [train_dataset.args.augmentation]
 rir_dir = "{corpus / 'rirs'}"

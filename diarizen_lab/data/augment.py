@@ -12,10 +12,11 @@ A training config enables it with a table under the training dataset's arguments
     gain_probability = 0.5
 
 Each effect is on when its key (``rir_dir``, ``noise_dir``, ``gain_db``) is given, and applied to a chunk with
-its probability, in the order reverberation, noise, gain. The DSP is torchaudio's: ``fftconvolve`` with the
-impulse response (scaled to unit energy, output realigned on its strongest tap so that the labels stay in
-place), ``add_noise`` at the drawn SNR (against the chunk's energy, zero padding included) and ``gain``. A noise
-file shorter than the chunk is repeated; a longer one is read from a random offset.
+its probability, in the order reverberation, noise, gain. The DSP is the libraries': SciPy's ``fftconvolve`` with
+the impulse response (scaled to unit energy, output realigned on its strongest tap so that the labels stay in
+place; torchaudio's ``fftconvolve`` transforms at the exact output length, which is often prime and then ten
+times slower), torchaudio's ``add_noise`` at the drawn SNR (against the chunk's energy, zero padding included)
+and ``gain``. A noise file shorter than the chunk is repeated; a longer one is read from a random offset.
 
 Randomness: every draw for chunk ``index`` in epoch ``epoch`` of a run seeded ``seed`` comes from a generator
 seeded with ``(seed, epoch, index)``, so an epoch is the same whatever the number of workers or processes, and
@@ -105,14 +106,16 @@ class Augmentation:
 
     def __call__(self, waveform: torch.Tensor, *, seed: int, epoch: int, index: int) -> torch.Tensor:
         """The augmented ``(1, samples)`` chunk ``index`` of ``epoch`` in a run seeded ``seed``."""
+        import scipy.signal
         import torchaudio.functional as F
 
         rng = np.random.default_rng([seed % 2**64, epoch, index])
         if self.rirs and rng.random() < self.reverb_probability:
-            rir = torch.from_numpy(self._read(self.rirs[rng.integers(len(self.rirs))], rng, None))
-            rir = rir / rir.norm()
-            delay = int(rir.abs().argmax())
-            waveform = F.fftconvolve(waveform, rir[None])[:, delay : delay + waveform.shape[-1]]
+            rir = self._read(self.rirs[rng.integers(len(self.rirs))], rng, None)
+            rir = rir / np.linalg.norm(rir)
+            delay = int(np.abs(rir).argmax())
+            wet = scipy.signal.fftconvolve(waveform.numpy(), rir[None], axes=-1)  # FFT at a fast length
+            waveform = torch.from_numpy(wet[:, delay : delay + waveform.shape[-1]].astype(np.float32))
         if self.noises and rng.random() < self.noise_probability:
             noise = torch.from_numpy(self._read(self.noises[rng.integers(len(self.noises))], rng, waveform.shape[-1]))
             snr = rng.uniform(*self.snr_db)
