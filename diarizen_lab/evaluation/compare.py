@@ -144,7 +144,7 @@ def der_interval(
     report: ScoreReport, *, resamples: int = 10000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
     """Bootstrap interval of one system's corpus-level DER (percent), resampling its recordings."""
-    errors = list(report.recordings.values())
+    errors = [report.recordings[uri] for uri in sorted(report.recordings)]
     indices = resample_indices(len(errors), resamples=resamples, seed=seed)
     return bootstrap_interval(_seconds(errors, "errors"), _seconds(errors, "scored"), indices, level)
 
@@ -167,12 +167,12 @@ def compare(
     base = [baseline.recordings[uri] for uri in uris]
     cand = [candidate.recordings[uri] for uri in uris]
     scored = _seconds(base, "scored")
+    total = scored.sum()
     indices = resample_indices(len(uris), resamples=resamples, seed=seed)
     differences = []
     for metric, attribute in COMPONENTS.items():
         before, after = _seconds(base, attribute), _seconds(cand, attribute)
         change = after - before
-        total = scored.sum()
         differences.append(PairedDifference(
             metric=metric,
             baseline=_rate(before.sum(), total),
