@@ -90,7 +90,7 @@ def test_mismatched_collar_or_references_are_refused():
     baseline = report({"a": (10.0, 1.0), "b": (20.0, 2.0)})
     with pytest.raises(InputError, match=r"cand.json: scored with collar 0.25 s.*baseline with collar 0 s"):
         check_comparable(baseline, report({"a": (10.0, 1.0), "b": (20.0, 2.0)}, collar=0.25), "base.json", "cand.json")
-    with pytest.raises(InputError, match=r"not the same recordings as the baseline: lacks 1 of the baseline's, e.g. 'b'"):
+    with pytest.raises(InputError, match=r"not the same recordings as the baseline: lacks 1 of the baseline's"):
         check_comparable(baseline, report({"a": (10.0, 1.0), "c": (20.0, 2.0)}), "base.json", "cand.json")
     with pytest.raises(InputError, match=r"recording 'b' has 19.500 s of scored speech, 20.000 s in the baseline"):
         check_comparable(baseline, report({"a": (10.0, 1.0), "b": (19.5, 2.0)}), "base.json", "cand.json")
