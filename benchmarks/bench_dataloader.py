@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Subset
 
 from diarizen_lab.data.augment import Augmentation
 from diarizen_lab.data.dataset import ChunkDataset, collate
+from diarizen_lab.data.task import Task
 from diarizen_lab.data.frames import FrameGeometry
 from diarizen_lab.data.synth import synthesize_corpus, write_noise_and_rirs
 
@@ -58,7 +59,8 @@ def main() -> None:
         from pyannote.audio.models.segmentation import PyanNet
 
         frames = FrameGeometry.from_model(PyanNet(sample_rate=16000), args.chunk_size)
-        dataset = ChunkDataset(data, args.chunk_size, args.chunk_shift, 3, frames=frames)
+        task = Task(chunk_size=args.chunk_size, max_speakers_per_chunk=3)
+        dataset = ChunkDataset(data, args.chunk_shift, task=task, frames=frames)
         indices = np.random.default_rng(0).permutation(len(dataset))[: args.chunks].tolist()
         chunks = Subset(dataset, indices)
         reads = [
@@ -74,7 +76,7 @@ def main() -> None:
             rir_dir=Path(tmp) / "augment" / "rirs", reverb_probability=1.0, noise_dir=Path(tmp) / "augment" / "noise",
             noise_probability=1.0, gain_db=(-6.0, 6.0), gain_probability=1.0,
         )
-        augmented = ChunkDataset(data, args.chunk_size, args.chunk_shift, 3, frames=frames, augmentation=every_effect)
+        augmented = ChunkDataset(data, args.chunk_shift, task=task, frames=frames, augmentation=every_effect)
         augmented.set_epoch(seed=0, epoch=1)
 
         def items(dataset) -> None:

@@ -13,14 +13,17 @@ from diarizen_lab.data.augment import Augmentation
 from diarizen_lab.data.dataset import ChunkDataset, collate
 from diarizen_lab.data.frames import FrameGeometry
 from diarizen_lab.data.synth import write_noise_and_rirs
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.training.loaders import EpochLoader, validation_loader
-from diarizen_lab.training.recipe import load_training_config
+from diarizen_lab.training.recipe import load_training_config, train
+from diarizen_lab.training.run_dir import read_metrics
 from diarizen_lab.training.settings import DataLoaderSettings
 
 RATE = 16000
 FRAMES = FrameGeometry(num_frames=10, step=0.125, duration=0.25, start=-0.0625)
 CHUNK = 1.25
+TASK = Task(chunk_size=CHUNK, max_speakers_per_chunk=2)
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -42,7 +45,7 @@ def material(tmp_path_factory) -> Path:
 
 
 def chunks(material: Path, augmentation: Augmentation | None = None) -> ChunkDataset:
-    return ChunkDataset(material / "data", CHUNK, CHUNK, 2, frames=FRAMES, augmentation=augmentation)
+    return ChunkDataset(material / "data", CHUNK, task=TASK, frames=FRAMES, augmentation=augmentation)
 
 
 def full(material: Path) -> Augmentation:
@@ -134,6 +137,15 @@ def test_folders_are_checked_when_the_config_is_loaded(material, tmp_path):
         assert f"noise_dir: {message}" in text and str(folder) in text and "\n" not in text
     with pytest.raises(InputError, match=r"unknown key 'snr'"):
         load_training_config(path, [*here, "train_dataset.args.augmentation.snr=[1, 2]"])
+    text = path.read_text() + f'\n[validation_dataset.args.augmentation]\nnoise_dir = "{material / "noise"}"\n'
+    (tmp_path / "validation.toml").write_text(text.replace('root = ".."', f'root = "{CONF.parent}"'))
+    line = len(text.splitlines()) - 1
+    with pytest.raises(InputError) as error:  # validation is never augmented: refused, not silently ignored
+        load_training_config(tmp_path / "validation.toml", here)
+    assert str(error.value) == (
+        f"{tmp_path / 'validation.toml'}:{line}: [validation_dataset.args] 'augmentation' is not allowed here: "
+        "validation is never augmented (augment [train_dataset] only) (remove 'augmentation')"
+    )
     with pytest.raises(DiarizenLabError, match=r"snr_db must be \[low, high\] with low <= high"):
         Augmentation(noise_dir=material / "noise", snr_db=(10.0, 5.0))
     with pytest.raises(DiarizenLabError, match="enables nothing"):
@@ -148,10 +160,8 @@ def test_noise_at_another_sample_rate_is_refused(material, tmp_path):
 
 def test_a_resumed_augmented_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     # the training-loop test's tiny run and its crash in epoch 2, with every effect of the augmentation on
-    from test_training_loop import CrashInEpochTwo, without_time, write_config
+    from test_training_loop import without_time, write_config
     from diarizen_lab.cli import main
-    from diarizen_lab.training.recipe import train
-    from diarizen_lab.training.run_log import read_metrics
 
     corpus = tmp_path / "synth"
     assert main(["data", "synth", str(corpus), "--minutes", "1", "--meeting-minutes", "0.5", "--noise"]) == 0
@@ -163,9 +173,10 @@ noise_dir = "{corpus / 'noise'}"
 gain_db = [-6.0, 6.0]
 """
     straight = train(load_training_config(write_config(tmp_path, corpus, "straight", extra)))
-    config = load_training_config(write_config(tmp_path, corpus, "crashed", extra))
+    path = write_config(tmp_path, corpus, "crashed", extra)
     with pytest.raises(KeyboardInterrupt):
-        train(config, make_objective=CrashInEpochTwo.for_model)
+        train(load_training_config(path, ['objective.path="test_training_loop.CrashInEpochTwo"']))
+    config = load_training_config(path)
     resumed = train(config, resume=True)
     assert (resumed.epoch, resumed.step) == (straight.epoch, straight.step) == (3, 18)
     rows = [read_metrics(tmp_path / "exp" / name / "metrics.jsonl") for name in ("straight", "crashed")]
