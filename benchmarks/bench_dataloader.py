@@ -1,8 +1,11 @@
 """Data loading speed of ChunkDataset against bare soundfile reads of the same chunks.
 
 Prints the time ratio (dataset item = audio read + labels, vs ``soundfile.read`` of the same samples; target
-<= 1.3x) and chunks/s through a DataLoader with 0 and 2 workers. Without ``--data``, a 10-minute synthetic
-corpus is generated in a temporary directory and its train split is used.
+<= 1.3x), the cost of training augmentation (an item with reverberation, background noise and gain all applied,
+each effect alone, and all three at their default probability of 0.5, vs a plain item; no target: it says what
+augmentation costs the data workers) and chunks/s through a DataLoader
+with 0 and 2 workers. Without ``--data``, a 10-minute synthetic corpus is generated in a temporary directory and
+its train split is used; the noise and impulse responses are always synthetic (``data synth --noise``).
 
     python benchmarks/bench_dataloader.py [--data DIR] [--chunks 1000] [--json results.json]
 """
@@ -20,10 +23,11 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from diarizen_lab.data.augment import Augmentation
 from diarizen_lab.data.dataset import ChunkDataset, collate
 from diarizen_lab.data.task import Task
 from diarizen_lab.data.frames import FrameGeometry
-from diarizen_lab.data.synth import synthesize_corpus
+from diarizen_lab.data.synth import synthesize_corpus, write_noise_and_rirs
 
 RATIO_TARGET = 1.3
 
@@ -68,14 +72,33 @@ def main() -> None:
             for path, start, size in reads:
                 sf.read(path, start=start, frames=size, dtype="float32", always_2d=True)
 
-        def ours() -> None:
-            for i in range(len(chunks)):
-                chunks[i]
+        material = Path(tmp) / "augment"
+        write_noise_and_rirs(material, seed=0)
+        rirs, noise, gain = {"rir_dir": material / "rirs"}, {"noise_dir": material / "noise"}, {"gain_db": (-6.0, 6.0)}
+        always = {"reverb_probability": 1.0, "noise_probability": 1.0, "gain_probability": 1.0}
+        # every effect on every chunk, each effect alone, and all three at the default probabilities (0.5)
+        augmentations = {
+            "reverb + noise + gain": Augmentation(**rirs, **noise, **gain, **always),
+            "reverberation": Augmentation(**rirs, reverb_probability=1.0),
+            "noise": Augmentation(**noise, noise_probability=1.0),
+            "gain": Augmentation(**gain, gain_probability=1.0),
+            "reverb + noise + gain, default probabilities": Augmentation(**rirs, **noise, **gain),
+        }
+        augmented = {}
+        for name, augmentation in augmentations.items():
+            augmented[name] = ChunkDataset(data, args.chunk_shift, task=task, frames=frames, augmentation=augmentation)
+            augmented[name].set_epoch(seed=0, epoch=1)
 
-        bare(), ours()  # warm the page cache
+        def items(dataset) -> None:
+            for i in indices:
+                dataset[i]
+
+        timed = [bare, lambda: items(dataset)] + [lambda d=d: items(d) for d in augmented.values()]
+        for function in timed:  # warm the page cache
+            function()
         # interleaved runs, fastest of each: robust to other processes on the machine
-        runs = [(seconds(bare), seconds(ours)) for _ in range(args.repeats)]
-        bare_s, ours_s = min(run[0] for run in runs), min(run[1] for run in runs)
+        runs = [[seconds(function) for function in timed] for _ in range(args.repeats)]
+        bare_s, ours_s, *augmented_s = (min(run[k] for run in runs) for k in range(len(timed)))
         print(f"{len(chunks)} chunks of {args.chunk_size} s ({frames.num_frames} frames, 3 speakers) from {data}")
         print(f"soundfile.read: {bare_s * 1e3 / len(chunks):.3f} ms/chunk")
         print(f"ChunkDataset:   {ours_s * 1e3 / len(chunks):.3f} ms/chunk (read + labels)")
@@ -86,6 +109,10 @@ def main() -> None:
             {"name": "soundfile.read", "value": bare_s * 1e3 / len(chunks), "unit": "ms/chunk"},
             {"name": "ChunkDataset item", "value": ours_s * 1e3 / len(chunks), "unit": "ms/chunk"},
         ]
+        for name, cost in zip(augmented, augmented_s):
+            print(f"augmented item ({name}): {cost * 1e3 / len(chunks):.3f} ms/chunk, "
+                  f"{cost / ours_s:.2f}x a plain item")
+            results.append({"name": f"augmented item / plain item ({name})", "value": cost / ours_s, "unit": "x"})
         for workers in (0, 2):
             loader = DataLoader(chunks, batch_size=32, num_workers=workers, collate_fn=collate,
                                 persistent_workers=workers > 0)

@@ -13,7 +13,8 @@ A config is a set of sections. A recipe declares which sections it accepts and w
   suggestion), missing required arguments and wrong types are reported with the file, line and section.
   :func:`instantiate` then calls it, adding the objects that only the recipe can supply (``params=``, ...).
 
-- a dataclass section holds plain settings, checked against the dataclass fields the same way.
+- a dataclass section holds plain settings, checked against the dataclass fields the same way; so does a
+  sub-table given for a block argument annotated with a dataclass (``[train_dataset.args.augmentation]``).
 
 Relative paths (arguments or fields annotated :class:`pathlib.Path` or ``os.PathLike``, alone or in a union
 with ``str``) resolve against the config's root:
@@ -265,6 +266,13 @@ def _coerce(value: Any, annotation: Any, root: Path) -> Any:
     return value  # annotations we cannot check (protocols, forward references): accept as written
 
 
+def _dataclass_in(annotation: Any) -> type | None:
+    """The dataclass ``annotation`` names, alone or in a union with ``None``."""
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    found = [a for a in options or (annotation,) if dataclasses.is_dataclass(a) and isinstance(a, type)]
+    return found[0] if len(found) == 1 else None
+
+
 def _is_path(annotation: Any) -> bool:
     return annotation is Path or annotation is os.PathLike or typing.get_origin(annotation) is os.PathLike
 
@@ -308,6 +316,12 @@ def _check_fields(
             known = ", ".join(sorted(settable)) or "none"
             raise locator.error(section, key, f"unknown key '{key}'{hint}", fix=f"known keys: {known}")
         annotation, _ = fields[key]
+        table = _dataclass_in(annotation)
+        if table is not None and isinstance(value, dict):  # a sub-table of settings, checked like a section
+            inner = f"{section}.{key}"
+            settings = _check_fields(value, _dataclass_fields(table), locator, inner, root)
+            checked[key] = _construct(table, settings, locator, inner)
+            continue
         try:
             checked[key] = _coerce(value, annotation, root)
         except TypeError:
@@ -391,6 +405,15 @@ def accepts(target: Callable | str, name: str) -> bool:
     rule for ``**kwargs`` forwarded to a base class)."""
     fields, _ = _signature_fields(import_object(target) if isinstance(target, str) else target)
     return name in fields
+
+
+def _refuse(raw: Any, section: str, refused: Mapping[str, str], locator: _Locator) -> None:
+    """A one-line error when block ``section`` sets an argument of ``refused`` (name -> why not)."""
+    args = raw.get("args") if isinstance(raw, dict) else None
+    for key in sorted(set(refused) & set(args if isinstance(args, dict) else ())):
+        line = locator.line_of(f"{section}.args.{key}") or locator.line_of(f"{section}.args", key)
+        message = f"[{section}.args] '{key}' is not allowed here: {refused[key]}"
+        raise InputError(message, path=locator.path, line=line, fix=f"remove '{key}'")
 
 
 def _load_block(
@@ -494,6 +517,7 @@ def load_config(
     overrides: Iterable[str] = (),
     runtime: Mapping[str, Iterable[str]] | None = None,
     moved: Mapping[str, str] | None = None,
+    refused: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Config:
     """Load and validate a TOML config.
 
@@ -512,6 +536,9 @@ def load_config(
     moved
         Block arguments of earlier versions -> the section that owns them now (a one-line error saying where
         to move them).
+    refused
+        Per block section, arguments its callable takes that this recipe does not allow -> why (a one-line
+        error).
     """
     if path is None:  # settings from defaults and ``--set`` alone
         path, text = Path("<command line>"), ""
@@ -522,7 +549,7 @@ def load_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise _toml_error(error, path) from None
-    return _validate(data, path, text, sections, overrides, runtime or {}, moved or {})
+    return _validate(data, path, text, sections, overrides, runtime or {}, moved or {}, refused or {})
 
 
 def _read_text(path: Path) -> str:
@@ -542,6 +569,7 @@ def _validate(
     overrides: Iterable[str],
     runtime: Mapping[str, Iterable[str]],
     moved: Mapping[str, str],
+    refused: Mapping[str, Mapping[str, str]],
 ) -> Config:
     for override in overrides:
         _apply_override(data, override)
@@ -578,6 +606,7 @@ def _validate(
                 )
             raw = {}
         if base is Block:
+            _refuse(raw, name, refused.get(name, {}), locator)
             validated[name] = _load_block(raw, name, locator, root, runtime.get(name, ()), moved)
         elif dataclasses.is_dataclass(base):
             if not isinstance(raw, dict):

@@ -337,3 +337,52 @@ def test_written_rttm_merges_touching_turns_and_rounds_to_milliseconds(tmp_path)
     assert [p.name for p in path.parent.iterdir()] == ["rec.rttm"]  # no temporary file left
     with pytest.raises(ValueError, match="whitespace"):
         annotation_to_turns(annotation, "two words")
+
+
+def test_jaccard_error_rate_by_hand_with_collar_and_uem(tmp_path):
+    reference = Annotation(uri="r")
+    reference[Segment(0, 10), "a"] = "A"
+    reference[Segment(10, 20), "b"] = "B"
+    hypothesis = Annotation(uri="r")
+    hypothesis[Segment(0, 10.5), "x"] = "X"  # runs 0.5 s into B
+    hypothesis[Segment(10.5, 20), "y"] = "Y"
+    plain = score_recording(reference, hypothesis)
+    # A-X: false alarm 0.5 over a union of 10.5; B-Y: miss 0.5 over a union of 10
+    assert plain.speakers == 2
+    assert plain.jer == pytest.approx(100 * (0.5 / 10.5 + 0.5 / 10) / 2)
+    # md-eval collar 0.25 s per side: A scored 0.25-9.75, B 10.25-19.75; X keeps 0.25 s of B, Y misses 0.25 s
+    collared = score_recording(reference, hypothesis, collar=0.25)
+    assert collared.jer == pytest.approx(100 * (0.25 / 9.75 + 0.25 / 9.5) / 2)
+    # a UEM of 0-10 leaves A alone, matched exactly by X
+    cropped = score_recording(reference, hypothesis, Timeline([Segment(0, 10)]))
+    assert (cropped.speakers, cropped.jer) == (1, 0.0)
+    # the overall JER averages over the reference speakers of all recordings (not over recordings)
+    other_ref, other_hyp = Annotation(uri="s"), Annotation(uri="s")
+    other_ref[Segment(0, 4), 0] = "C"
+    other_hyp[Segment(0, 3), 0] = "z"
+    report = score({"r": reference, "s": other_ref}, {"r": hypothesis, "s": other_hyp})
+    assert report.recordings["s"].jer == pytest.approx(25.0)
+    assert report.overall.jer == pytest.approx(100 * (0.5 / 10.5 + 0.5 / 10 + 0.25) / 3)
+    from pyannote.metrics.diarization import JaccardErrorRate
+    metric = JaccardErrorRate()
+    metric(reference, hypothesis, uem=Timeline([Segment(0, 20)]))
+    metric(other_ref, other_hyp, uem=Timeline([Segment(0, 4)]))
+    assert report.overall.jer == pytest.approx(100 * abs(metric))
+    # JER goes to the score file and back
+    path = tmp_path / "score.json"
+    path.write_text(json.dumps(report.to_dict()))
+    from diarizen_lab.evaluation.score import read_score_report
+    assert read_score_report(path).recordings == report.recordings
+    assert json.loads(path.read_text())["overall"]["jer"] == pytest.approx(report.overall.jer)
+
+
+def test_jer_of_an_unpaired_reference_speaker_is_one_and_extra_system_speakers_cost_nothing():
+    reference = Annotation(uri="r")
+    reference[Segment(0, 6), 0] = "A"
+    reference[Segment(6, 8), 1] = "B"
+    hypothesis = Annotation(uri="r")
+    hypothesis[Segment(0, 8), 0] = "x"  # paired with A (6 s together); B is left without a system speaker
+    hypothesis[Segment(20, 30), 1] = "y"  # outside the reference extent: not scored
+    errors = score_recording(reference, hypothesis)
+    assert errors.jer == pytest.approx(100 * (2 / 8 + 1.0) / 2)
+    assert errors.der == pytest.approx(100 * 2 / 8)  # B's 2 s are confusion, y is outside the scored region

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from diarizen_lab.config import load_config
+from diarizen_lab.data.synth import write_noise_and_rirs
 from diarizen_lab.data.task import Task
 from diarizen_lab.evaluation.pipeline import DiarizationConfig
 from diarizen_lab.training.recipe import load_training_config
@@ -37,6 +39,20 @@ def test_upstream_equivalent_defaults():
     assert (model["num_layers"], model["attention_in"]) == (4, 256)
     assert (config["optimizer_small"].args["lr"], config["optimizer_big"].args["lr"]) == (2e-5, 1e-3)
     assert (config["clipping"].mode, config["clipping"].percentile, config["clipping"].history) == ("adaptive", 90.0, 1000)
+
+
+def test_the_augmented_config_is_the_tiny_one_plus_augmentation(tmp_path):
+    write_noise_and_rirs(tmp_path)
+    folders = [f'train_dataset.args.augmentation.{key}="{tmp_path / name}"' for key, name in
+               (("noise_dir", "noise"), ("rir_dir", "rirs"))]
+    config = load_training_config(CONF / "tiny_wavlm_conformer_augmented.toml", folders)
+    assert config["meta"].name == "tiny_wavlm_conformer_augmented"
+    assert len(config["train_dataset"].args["augmentation"].noises) == 6
+    augmented = tomllib.loads((CONF / "tiny_wavlm_conformer_augmented.toml").read_text())
+    tiny = tomllib.loads((CONF / "tiny_wavlm_conformer.toml").read_text())
+    assert set(augmented["train_dataset"]["args"].pop("augmentation")) >= {"noise_dir", "rir_dir", "gain_db"}
+    augmented["meta"]["name"] = tiny["meta"]["name"]
+    assert augmented == tiny  # a copy kept in step: only the name and the augmentation differ
 
 
 @pytest.mark.parametrize("path", sorted((CONF / "diarization").glob("*.toml")), ids=lambda p: p.stem)

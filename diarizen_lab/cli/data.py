@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--overlap", type=float, default=0.15, help="overlapped share of speech (default 0.15)")
     synth.add_argument("--meeting-minutes", type=float, default=2.0, help="meeting duration (default 2)")
     synth.add_argument("--force", action="store_true", help="replace OUT even if it is not empty")
+    synth.add_argument(
+        "--noise", action="store_true",
+        help="also write OUT/noise (MUSAN layout: noise/, music/) and OUT/rirs, for training augmentation",
+    )
     synth.set_defaults(func=run_synth)
 
     ami = commands.add_parser(
@@ -81,7 +85,7 @@ def run_synth(args: argparse.Namespace) -> None:
 
     meetings = synthesize_corpus(
         args.out_dir, minutes=args.minutes, seed=args.seed, overlap_ratio=args.overlap,
-        meeting_minutes=args.meeting_minutes,
+        meeting_minutes=args.meeting_minutes, noise=args.noise,
     )
     counts = ", ".join(f"{split} {len(names)}" for split, names in meetings.items())
     print(f"wrote {args.out_dir} (meetings: {counts})")

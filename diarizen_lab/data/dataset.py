@@ -10,8 +10,9 @@ centre of its receptive field lies inside one of the speaker's turns. The ``task
 talkative speakers of a chunk (most active frames; ties by label order) fill the label columns, most
 talkative first; missing speakers are all-zero columns.
 
-Indexing is pure (an item depends only on its index) and the dataset holds no open file, so it is safe with
-``num_workers > 0`` and with DDP samplers; shuffling is left to the sampler (seed it for determinism).
+Indexing is pure (an item depends only on its index, and with augmentation on the (seed, epoch) last given to
+:meth:`ChunkDataset.set_epoch`) and the dataset holds no open file, so it is safe with ``num_workers > 0`` and
+with DDP samplers; shuffling is left to the sampler (seed it for determinism).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
+from diarizen_lab.data.augment import Augmentation
 from diarizen_lab.data.datadir import DataDir, Recording
 from diarizen_lab.data.frames import FrameGeometry
 from diarizen_lab.data.task import Task
@@ -81,6 +83,8 @@ class ChunkDataset(Dataset):
     task : sample rate, chunk duration and label columns (``max_speakers_per_chunk``); supplied by the recipe.
     frames : output frame geometry of the model (``FrameGeometry.from_model(model, task.chunk_size)``);
         ``None`` for objectives that use no labels (items then have no ``labels``).
+    augmentation : waveform augmentation (:mod:`diarizen_lab.data.augment`), applied only once the training
+        loader has called :meth:`set_epoch`; never to validation.
 
     Items: ``waveform`` float32 ``(1, task.chunk_samples)``, ``labels`` float32
     ``(frames.num_frames, task.max_speakers_per_chunk)``, ``recording`` str, ``start`` float (seconds).
@@ -95,6 +99,7 @@ class ChunkDataset(Dataset):
         *,
         task: Task,
         frames: FrameGeometry | None = None,
+        augmentation: Augmentation | None = None,
     ) -> None:
         if chunk_shift <= 0:
             raise DiarizenLabError(f"chunk_shift must be positive, got {chunk_shift}")
@@ -110,7 +115,11 @@ class ChunkDataset(Dataset):
         self.channel = channel
         self.resample = resample
         self.frames = frames
+        self.augmentation = augmentation
+        self._epoch: tuple[int, int] | None = None
         self._check_audio()
+        if augmentation is not None:
+            augmentation.check_sample_rate(task.sample_rate)
 
         self.recordings: list[Recording] = list(self.data_dir.recordings.values())
         self._turns = [_Turns.of(recording) for recording in self.recordings]
@@ -152,6 +161,15 @@ class ChunkDataset(Dataset):
     def __len__(self) -> int:
         return len(self._index_start)
 
+    @property
+    def varies_by_epoch(self) -> bool:
+        """Whether items depend on :meth:`set_epoch` (they do with augmentation)."""
+        return self.augmentation is not None
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        """Augment the items of ``epoch`` of a run seeded ``seed`` (called by the training loader)."""
+        self._epoch = (seed, epoch)
+
     def chunk(self, index: int) -> tuple[Recording, int, int]:
         """Recording of chunk ``index`` and the samples ``[start, end)`` read for it (at ``sample_rate``;
         ``end - start`` is less than a chunk when the chunk is zero-padded)."""
@@ -160,8 +178,11 @@ class ChunkDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         recording, start, end = self.chunk(index)
+        waveform = torch.from_numpy(self._read(recording, start, end))
+        if self.augmentation is not None and self._epoch is not None:
+            waveform = self.augmentation(waveform, seed=self._epoch[0], epoch=self._epoch[1], index=index)
         item = {
-            "waveform": torch.from_numpy(self._read(recording, start, end)),
+            "waveform": waveform,
             "recording": recording.name,
             "start": start / self.sample_rate,
         }

@@ -10,6 +10,12 @@ speech. Train, dev and test use disjoint speakers. Output (all mono 16 kHz 16-bi
     OUT/{train,dev,test}/wav/<meeting>.wav
     OUT/{train,dev,test}/{wav.scp,rttm,uem}
 
+With ``noise=True`` it also writes material for :mod:`diarizen_lab.data.augment` (no espeak-ng needed, see
+:func:`write_noise_and_rirs`)::
+
+    OUT/noise/{noise,music}/*.wav        background noise in MUSAN's layout
+    OUT/rirs/*.wav                       room impulse responses
+
 The same seed on the same espeak-ng gives the same bytes.
 """
 
@@ -245,16 +251,51 @@ def synthesize_meeting(
     return Meeting(name, audio.astype(np.float32), turns)
 
 
+def write_noise_and_rirs(out_dir: str | os.PathLike, seed: int = 0, files: int = 3, seconds: float = 6.0) -> None:
+    """Write ``out_dir/noise/{noise,music}`` (``files`` recordings each, ``seconds`` long) and ``out_dir/rirs``
+    (``files`` impulse responses): test material for the augmentation, not realistic acoustics.
+
+    Noise is white noise through a random first-order low-pass filter; music, a sequence of random
+    three-note chords; an impulse response, a unit direct path followed by a Gaussian tail decaying by 60 dB
+    over a reverberation time drawn in [0.2, 0.8] s.
+    """
+    import scipy.signal
+
+    rng = np.random.default_rng(seed)
+    out_dir = Path(out_dir)
+    length = round(seconds * SAMPLE_RATE)
+    time = np.arange(length) / SAMPLE_RATE
+    for kind in ("noise", "music", "rirs"):
+        (out_dir / ("rirs" if kind == "rirs" else f"noise/{kind}")).mkdir(parents=True, exist_ok=True)
+    for index in range(files):
+        pole = rng.uniform(0.0, 0.95)
+        noise = scipy.signal.lfilter([1.0 - pole], [1.0, -pole], rng.normal(size=length))
+        notes = 220.0 * 2 ** (rng.integers(0, 24, size=(round(seconds * 2), 3)) / 12)  # a chord every 0.5 s
+        music = np.sin(2 * np.pi * np.repeat(notes, SAMPLE_RATE // 2, axis=0)[:length] * time[:, None]).sum(axis=1)
+        rt60 = rng.uniform(0.2, 0.8)
+        tail = np.arange(round(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
+        rir = rng.normal(scale=0.1, size=tail.size) * 10 ** (-3 * tail / rt60)
+        rir[0] = 1.0
+        for path, audio in (
+            (out_dir / "noise" / "noise" / f"noise_{index:02d}.wav", noise),
+            (out_dir / "noise" / "music" / f"music_{index:02d}.wav", music),
+            (out_dir / "rirs" / f"rir_{index:02d}.wav", rir),
+        ):
+            sf.write(path, (0.5 * audio / np.abs(audio).max()).astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+
+
 def synthesize_corpus(
     out_dir: str | os.PathLike,
     minutes: float,
     seed: int = 0,
     overlap_ratio: float = 0.15,
     meeting_minutes: float = 2.0,
+    noise: bool = False,
 ) -> dict[str, list[str]]:
     """Write a synthetic corpus of about ``minutes`` minutes (80/10/10 % train/dev/test) to ``out_dir``.
 
-    Each split has ``round(split minutes / meeting_minutes)`` meetings (at least one) of equal duration.
+    Each split has ``round(split minutes / meeting_minutes)`` meetings (at least one) of equal duration;
+    ``noise`` adds the noise and impulse-response folders of :func:`write_noise_and_rirs`.
     Returns the meeting names per split. Replaces ``out_dir`` atomically.
     """
     if minutes <= 0 or meeting_minutes <= 0:
@@ -290,5 +331,8 @@ def synthesize_corpus(
             "minutes": minutes, "seed": seed, "overlap_ratio": overlap_ratio, "meeting_minutes": meeting_minutes,
             "sample_rate": SAMPLE_RATE, "espeak_ng": espeak_version(), "meetings": meetings,
         }
+        if noise:
+            write_noise_and_rirs(tmp, seed)
+            settings["noise"] = ["noise", "rirs"]
         (tmp / "synth.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     return meetings

@@ -1,4 +1,4 @@
-"""Diarization error rate with NIST md-eval-22 semantics, computed by pyannote.metrics.
+"""Diarization error rate with NIST md-eval-22 semantics, and Jaccard error rate, computed by pyannote.metrics.
 
 Conventions (those of md-eval-22 and dscore):
 
@@ -13,18 +13,34 @@ Conventions (those of md-eval-22 and dscore):
 
 The error rate is (missed + false alarm + confusion) / scored speaker time, all in seconds of speaker time,
 summed over recordings for the overall figure.
+
+The Jaccard error rate (JER, DIHARD II) is pyannote.metrics' ``JaccardErrorRate`` on the same turns, UEM, collar
+and overlap setting: each reference speaker gets ``(FA + MISS) / TOTAL`` against the system speaker paired with
+it (TOTAL: the union of their speech; an unpaired reference speaker scores 1), and JER is the mean over
+reference speakers, each speaker weighing the same whatever their speaking time. The overall JER is the mean
+over the reference speakers of all recordings (as DIHARD's dscore does). System speakers left unpaired cost
+nothing. Two differences from dscore: pyannote.metrics pairs speakers to maximise their co-occurrence time
+(dscore minimises the summed per-speaker JER), after collars and overlap regions are removed; and a recording
+with no reference speaker scores JER 100 % (dscore: 0 % when the system is silent too), though it adds no
+speaker to the overall mean.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from pyannote.core import Annotation, Segment, Timeline
-from pyannote.metrics.diarization import DiarizationErrorRate
+from pyannote.metrics.diarization import (
+    JER_SPEAKER_COUNT,
+    JER_SPEAKER_ERROR,
+    DiarizationErrorRate,
+    JaccardErrorRate,
+)
 from pyannote.metrics.identification import IdentificationErrorRate
 
 from diarizen_lab.data.rttm import read_rttm, to_annotations
@@ -36,12 +52,18 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class DiarizationErrors:
-    """Error components in seconds of speaker time; ``scored`` is the reference speaker time (the denominator)."""
+    """Error components in seconds of speaker time; ``scored`` is the reference speaker time (the denominator).
+
+    ``speakers`` counts the reference speakers and ``jaccard_errors`` sums their Jaccard errors (each in
+    [0, 1]), so that both add up over recordings like the DER components.
+    """
 
     scored: float = 0.0
     missed: float = 0.0
     false_alarm: float = 0.0
     confusion: float = 0.0
+    speakers: int = 0
+    jaccard_errors: float = 0.0
 
     def __add__(self, other: DiarizationErrors) -> DiarizationErrors:
         return DiarizationErrors(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
@@ -54,6 +76,12 @@ class DiarizationErrors:
     def der(self) -> float:
         """Diarization error rate in percent (md-eval's convention: 0 when nothing is scored and nothing is wrong)."""
         return self.percent(self.errors)
+
+    @property
+    def jer(self) -> float:
+        """Jaccard error rate in percent: the mean Jaccard error of the reference speakers (100 without any,
+        as pyannote.metrics)."""
+        return 100.0 * self.jaccard_errors / self.speakers if self.speakers else 100.0
 
     def percent(self, seconds: float) -> float:
         if self.scored > 0:
@@ -70,7 +98,22 @@ class DiarizationErrors:
             "missed_seconds": self.missed,
             "false_alarm_seconds": self.false_alarm,
             "confusion_seconds": self.confusion,
+            "jer": self.jer,
+            "speakers": self.speakers,
+            "jaccard_errors": self.jaccard_errors,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, float]) -> DiarizationErrors:
+        """The inverse of :meth:`to_dict` (a score file written before JER was added has no speakers)."""
+        return cls(
+            scored=float(data["scored_seconds"]),
+            missed=float(data["missed_seconds"]),
+            false_alarm=float(data["false_alarm_seconds"]),
+            confusion=float(data["confusion_seconds"]),
+            speakers=int(data.get("speakers", 0)),
+            jaccard_errors=float(data.get("jaccard_errors", 0.0)),
+        )
 
 
 @dataclasses.dataclass
@@ -97,18 +140,29 @@ class ScoreReport:
             "unexpected_hypotheses": self.unexpected_hypotheses,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ScoreReport:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            collar=float(data["collar"]),
+            skip_overlap=bool(data["skip_overlap"]),
+            recordings={uri: DiarizationErrors.from_dict(errors) for uri, errors in data["recordings"].items()},
+            missing_hypotheses=list(data.get("missing_hypotheses", [])),
+            unexpected_hypotheses=list(data.get("unexpected_hypotheses", [])),
+        )
+
     def table(self) -> str:
         """A fixed-width text table: one row per recording, then the overall row."""
         width = max([len("OVERALL"), len("recording"), *map(len, self.recordings)])
         header = (
-            f"{'recording':<{width}}  {'DER%':>7} {'miss%':>7} {'FA%':>7} {'conf%':>7}"
+            f"{'recording':<{width}}  {'DER%':>7} {'miss%':>7} {'FA%':>7} {'conf%':>7} {'JER%':>7}"
             f"  {'scored(s)':>10} {'miss(s)':>9} {'FA(s)':>9} {'conf(s)':>9}"
         )
 
         def row(name: str, errors: DiarizationErrors) -> str:
             return (
                 f"{name:<{width}}  {errors.der:7.2f} {errors.percent(errors.missed):7.2f}"
-                f" {errors.percent(errors.false_alarm):7.2f} {errors.percent(errors.confusion):7.2f}"
+                f" {errors.percent(errors.false_alarm):7.2f} {errors.percent(errors.confusion):7.2f} {errors.jer:7.2f}"
                 f"  {errors.scored:10.2f} {errors.missed:9.2f} {errors.false_alarm:9.2f} {errors.confusion:9.2f}"
             )
 
@@ -146,11 +200,16 @@ def score_recording(
     mapped = hypothesis.rename_labels(mapping=mapping)  # unmapped speakers keep integer labels: never correct
     metric = IdentificationErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
     detail = metric.compute_components(reference, mapped, uem=uem)
+    jaccard = JaccardErrorRate(collar=2 * collar, skip_overlap=skip_overlap).compute_components(
+        reference, hypothesis, uem=uem
+    )
     return DiarizationErrors(
         scored=detail["total"],
         missed=detail["missed detection"],
         false_alarm=detail["false alarm"],
         confusion=detail["confusion"],
+        speakers=round(jaccard[JER_SPEAKER_COUNT]),
+        jaccard_errors=jaccard[JER_SPEAKER_ERROR],
     )
 
 
@@ -211,6 +270,19 @@ def score_files(
     hypotheses = read_hypotheses(hypothesis)
     uems = None if uem is None else read_uems(uem)
     return score(references, hypotheses, uems, collar=collar, skip_overlap=skip_overlap)
+
+
+def read_score_report(path: str | os.PathLike) -> ScoreReport:
+    """Read a JSON report written by ``diarizen-lab score -o``."""
+    path = Path(path)
+    try:
+        return ScoreReport.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise InputError("score file not found", path=path, fix="run `diarizen-lab score ... -o FILE` first") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise InputError(
+            f"not a score report ({error!r})", path=path, fix="pass JSON written by `diarizen-lab score -o`"
+        ) from None
 
 
 def read_hypotheses(path: str | os.PathLike) -> dict[str, Annotation]:

@@ -7,7 +7,9 @@ so that the summed counts cover every chunk exactly once.
 
 Exact resume holds when the dataset draws no random numbers of its own, or when ``num_workers = 0`` (the
 restored global RNG state then drives it); with ``persistent_workers``, workers keep their random streams
-across epochs, which a resumed run cannot reproduce.
+across epochs, which a resumed run cannot reproduce. A dataset whose ``varies_by_epoch`` is true (augmentation)
+is told ``set_epoch(seed, epoch)`` before each epoch and draws from it alone; its workers are restarted every
+epoch (never persistent) so that they see the new epoch.
 """
 
 from __future__ import annotations
@@ -42,13 +44,14 @@ class EpochLoader:
             dataset, num_replicas=num_processes, rank=process_index, shuffle=True, seed=seed
         )
         self.generator = torch.Generator()
+        self.varies_by_epoch = getattr(dataset, "varies_by_epoch", False)
         self.loader = DataLoader(
             dataset,
             batch_size=settings.batch_size,
             sampler=self.sampler,
             num_workers=settings.num_workers,
             pin_memory=pin_memory and settings.pin_memory,
-            persistent_workers=settings.persistent_workers and settings.num_workers > 0,
+            persistent_workers=settings.persistent_workers and settings.num_workers > 0 and not self.varies_by_epoch,
             collate_fn=collate_fn,
             generator=self.generator,
         )
@@ -70,6 +73,8 @@ class EpochLoader:
         """The batches of ``epoch`` (1-based)."""
         self.sampler.set_epoch(epoch)
         self.generator.manual_seed(self.seed + epoch)
+        if self.varies_by_epoch:
+            self.loader.dataset.set_epoch(self.seed, epoch)
         return iter(self.loader)
 
 

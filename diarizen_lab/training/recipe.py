@@ -32,12 +32,12 @@ from diarizen_lab.training.loop import Trainer, TrainerState
 from diarizen_lab.training.objective import Objective
 from diarizen_lab.training.optim import build_optimizers
 from diarizen_lab.training.run_dir import CHECKPOINTS
-from diarizen_lab.training.settings import DEFAULT_OBJECTIVE, MOVED, RUNTIME, SECTIONS, TrainerSettings
+from diarizen_lab.training.settings import DEFAULT_OBJECTIVE, MOVED, REFUSED, RUNTIME, SECTIONS, TrainerSettings
 
 
 def load_training_config(path: Path | None, overrides: Sequence[str] = ()) -> Config:
     """Load and validate a training config (sections of :mod:`diarizen_lab.training.settings`)."""
-    return load_config(path, SECTIONS, overrides, runtime=RUNTIME, moved=MOVED)
+    return load_config(path, SECTIONS, overrides, runtime=RUNTIME, moved=MOVED, refused=REFUSED)
 
 
 def instantiate_for_task(block: Block, task: Task, **runtime: Any) -> Any:

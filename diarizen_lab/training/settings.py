@@ -185,5 +185,10 @@ RUNTIME: dict[str, list[str]] = {
 #: Block arguments of earlier versions that ``[task]`` owns now (an old config fails saying where to move them).
 MOVED: dict[str, str] = {key: "task" for key in TASK_KEYS}
 
+#: Block arguments the recipe does not allow in a section, and why.
+REFUSED: dict[str, dict[str, str]] = {
+    "validation_dataset": {"augmentation": "validation is never augmented (augment [train_dataset] only)"},
+}
+
 #: The objective of a config without ``[objective]``.
 DEFAULT_OBJECTIVE = Block(path="diarizen_lab.training.objective.PowersetObjective")
