@@ -25,11 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="continue from the latest checkpoint of the experiment (start fresh if it has none), "
         "or from PATH (a checkpoints/epoch_NNNN directory or an experiment directory)",
     )
+    parser.add_argument(
+        "--resume-with-changes",
+        action="store_true",
+        help="resume (as --resume) even though the config changes the run (learning rate, data, batch, model, "
+        "schedule...): the changes apply from the resumed epoch on and are recorded in config.history.toml",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from diarizen_lab.training.recipe import load_training_config, train
 
-    train(load_training_config(args.config, args.overrides), resume=args.resume)
+    resume = True if args.resume is None and args.resume_with_changes else args.resume
+    train(load_training_config(args.config, args.overrides), resume=resume, accept_changes=args.resume_with_changes)
     return 0

@@ -20,6 +20,7 @@ embeddings, 2.4 GiB for 18,000.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -28,9 +29,11 @@ import torch
 from pyannote.audio import Inference, Model
 from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
+from pyannote.audio.pipelines.clustering import AgglomerativeClustering
 from pyannote.core import Annotation, Segment, SlidingWindowFeature
 from scipy.ndimage import median_filter
 
+from diarizen_lab.data.frames import require_receptive_field
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.evaluation.audio import load_audio
 from diarizen_lab.evaluation.embedding import DEFAULT_EMBEDDING, load_embedding
@@ -94,6 +97,31 @@ class DiarizationConfig:
                 raise DiarizenLabError(f"{name} must be >= 1, got {value}")
         if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
             raise DiarizenLabError(f"min_speakers ({self.min_speakers}) > max_speakers ({self.max_speakers})")
+        check_ranges(self)
+
+
+def check_ranges(config: DiarizationConfig) -> None:
+    """The settings pyannote.audio would only refuse mid-run (or never): batch sizes, thresholds, durations,
+    the AHC linkage (one of pyannote's own choices)."""
+    methods = AgglomerativeClustering().method.choices
+    checks = [
+        (config.ahc_method in methods, f"ahc_method must be one of {', '.join(methods)}, got {config.ahc_method!r}"),
+        (config.segmentation_batch_size >= 1, f"segmentation_batch_size must be >= 1, got {config.segmentation_batch_size}"),
+        (config.embedding_batch_size >= 1, f"embedding_batch_size must be >= 1, got {config.embedding_batch_size}"),
+        (config.min_cluster_size >= 1, f"min_cluster_size must be >= 1, got {config.min_cluster_size}"),
+        (0.0 <= config.segmentation_threshold <= 1.0,
+         f"segmentation_threshold must be in [0, 1], got {config.segmentation_threshold}"),
+        (0.0 <= config.min_duration_off < math.inf, f"min_duration_off must be >= 0 seconds, got {config.min_duration_off}"),
+        (math.isfinite(config.ahc_threshold), f"ahc_threshold must be a finite number, got {config.ahc_threshold}"),
+        (math.isfinite(config.vbx_threshold), f"vbx_threshold must be a finite number, got {config.vbx_threshold}"),
+        (0.0 < config.vbx_fa < math.inf, f"vbx_fa must be > 0, got {config.vbx_fa}"),
+        (0.0 < config.vbx_fb < math.inf, f"vbx_fb must be > 0, got {config.vbx_fb}"),
+        (config.channel is None or config.channel >= 0, f"channel must be >= 0 (0-based), got {config.channel}"),
+        (config.window is None or math.isfinite(config.window), f"window must be a finite number, got {config.window}"),
+    ]
+    for valid, message in checks:
+        if not valid:
+            raise DiarizenLabError(message)
 
 
 class UnusedPLDA(PLDA):
@@ -126,6 +154,7 @@ class DiarizationPipeline(SpeakerDiarization):
         )
         self.config = config
         window = config.window or segmentation.specifications.duration
+        require_receptive_field(segmentation, window, "[diarization] window")
         if window != segmentation.specifications.duration:
             self._segmentation = Inference(
                 segmentation,

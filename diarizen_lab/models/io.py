@@ -23,6 +23,7 @@ from torch import nn
 from diarizen_lab.config import instantiate
 from diarizen_lab.errors import InputError, describe
 from diarizen_lab.utils.atomic import atomic_path
+from diarizen_lab.utils.finite import require_finite_weights
 
 FORMAT = "diarizen_lab.model/1"
 MODEL_FILE = "model.pt"
@@ -85,6 +86,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         or not isinstance(checkpoint.get("state_dict"), dict)
     ):
         raise InputError("checkpoint lacks a valid 'model' {path, args} block or 'state_dict'", path=path)
+    require_finite_weights(checkpoint["state_dict"], path)
     return checkpoint
 
 

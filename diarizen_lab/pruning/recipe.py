@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from diarizen_lab.config import Block, Config, instantiate, load_config
+from diarizen_lab.training.config_checks import check_optimizers
 from diarizen_lab.training.loop import TrainerState
 from diarizen_lab.training.settings import RUNTIME, SECTIONS
 
@@ -27,7 +28,7 @@ PRUNING_SECTIONS: dict[str, type] = {**SECTIONS, "objective": Block}
 
 def load_pruning_config(path: Path, overrides: list[str] = ()) -> Config:
     """Load and validate a distill-prune config."""
-    return load_config(path, PRUNING_SECTIONS, overrides, runtime=RUNTIME)
+    return check_optimizers(load_config(path, PRUNING_SECTIONS, overrides, runtime=RUNTIME))
 
 
 def distill_prune(config: Config, resume: Path | bool | None = None) -> TrainerState:

@@ -44,8 +44,10 @@ from diarizen_lab.training.clipping import GradientClipper
 from diarizen_lab.training.loaders import EpochLoader, to_device
 from diarizen_lab.training.objective import Objective
 from diarizen_lab.training.optim import NamedOptimizer
+from diarizen_lab.training.resume_check import load_weights
 from diarizen_lab.training.run_log import RunLog, read_metrics
 from diarizen_lab.training.settings import CheckpointSettings, TrainerSettings
+from diarizen_lab.utils.finite import is_selectable
 
 
 @dataclasses.dataclass
@@ -95,6 +97,7 @@ class Trainer:
         self.checkpointer = Checkpointer(run_dir / "checkpoints", keep_last_n=checkpoint.keep_last_n)
         self.run_log = RunLog(run_dir, enabled=accelerator.is_main_process)
         self.state = TrainerState()
+        self.resumed_from: Path | None = None
         self._clipped = [p for named in self.optimizers if named.clip for p in named.parameters()]
         self._started = self._window_started = time.perf_counter()
 
@@ -106,17 +109,17 @@ class Trainer:
     # Running
 
     def fit(self, resume_from: Path | None = None) -> TrainerState:
-        """Train until ``max_epochs`` or early stopping; continue from ``resume_from`` (a checkpoint dir)."""
+        """Train until ``max_epochs`` or early stopping; continue from ``resume_from`` (a checkpoint dir), or
+        from the checkpoint already given to :meth:`load`."""
         if resume_from is not None:
             self.load(resume_from)
+        resumed = self.resumed_from is not None
         if self.accelerator.is_main_process:
             self.checkpointer.remove_stale_temporaries()
-        self.run_log.start(
-            resumed_epoch=self.state.epoch if resume_from is not None else None, resumed_step=self.state.step
-        )
+        self.run_log.start(resumed_epoch=self.state.epoch if resumed else None, resumed_step=self.state.step)
         self._started = self._window_started = time.perf_counter()
         try:
-            if resume_from is None and self.settings.validate_at_start:
+            if not resumed and self.settings.validate_at_start:
                 row = self.validation_row(0)
                 self.run_log.append(row)
                 self._announce(row, is_best=False)
@@ -312,7 +315,7 @@ class Trainer:
             )
         value = row[self.monitor.monitor]
         best = self.state.best_value
-        improved = math.isfinite(value) and (
+        improved = is_selectable(value) and (
             best is None or (value < best if self.monitor.mode == "min" else value > best)
         )
         if improved:
@@ -364,7 +367,10 @@ class Trainer:
     def best_epochs(self) -> list[int]:
         """The ``keep_best_n`` epochs with the best monitored metric so far (from metrics.jsonl)."""
         name = self.monitor.monitor
-        rows = [row for row in read_metrics(self.run_log.metrics_path) if row.get("epoch", 0) > 0 and name in row]
+        rows = [
+            row for row in read_metrics(self.run_log.metrics_path)
+            if row.get("epoch", 0) > 0 and is_selectable(row.get(name))
+        ]
         rows.sort(key=lambda row: row[name], reverse=self.monitor.mode == "max")
         return [row["epoch"] for row in rows[: self.monitor.keep_best_n]]
 
@@ -372,7 +378,7 @@ class Trainer:
         """Restore model weights, optimizers, schedules, scaler, clipper, objective, counters and RNG states."""
         state = load_training_state(checkpoint)
         weights = load_checkpoint(checkpoint / MODEL_FILE)["state_dict"]
-        self.unwrapped_model.load_state_dict(weights, strict=True)
+        load_weights(self.unwrapped_model, weights, checkpoint / MODEL_FILE)
         names = {named.name for named in self.optimizers}
         if set(state["optimizers"]) != names:
             raise InputError(
@@ -398,6 +404,7 @@ class Trainer:
                 f"warning: {checkpoint} was saved by {len(rng_states)} process(es), this run has "
                 f"{self.accelerator.num_processes}: random streams restart, the run is not bit-identical"
             )
+        self.resumed_from = checkpoint
 
 
 #: window counters summed over processes at validation (grad-norm statistics are the same on every process)

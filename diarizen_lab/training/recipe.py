@@ -15,23 +15,26 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 from torch.utils.data import Dataset
 
-from diarizen_lab.config import Block, Config, instantiate, load_config, save_resolved
+from diarizen_lab.config import Block, Config, instantiate, load_config
 from diarizen_lab.data.dataset import collate
 from diarizen_lab.data.frames import FrameGeometry
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.models.io import find_model_file, load_checkpoint
 from diarizen_lab.training.checkpoint import Checkpointer, resolve_checkpoint
 from diarizen_lab.training.clipping import GradientClipper
+from diarizen_lab.training.config_checks import build, check_monitor, check_optimizers, located
 from diarizen_lab.training.loaders import EpochLoader, validation_loader
 from diarizen_lab.training.loop import Trainer, TrainerState
 from diarizen_lab.training.objective import Objective, PowersetObjective
 from diarizen_lab.training.optim import build_optimizers
+from diarizen_lab.training.resume_check import check_resume, configured_values_kept, record_config
+from diarizen_lab.training.run_lock import hold_run_dir
 from diarizen_lab.training.settings import RUNTIME, SECTIONS, TrainerSettings
 
 
 def load_training_config(path: Path, overrides: list[str] = ()) -> Config:
     """Load and validate a training config (sections of :mod:`diarizen_lab.training.settings`)."""
-    return load_config(path, SECTIONS, overrides, runtime=RUNTIME)
+    return check_optimizers(load_config(path, SECTIONS, overrides, runtime=RUNTIME))
 
 
 def build_accelerator(settings: TrainerSettings) -> Accelerator:
@@ -69,7 +72,8 @@ def build_dataset(block: Block, model: nn.Module) -> Dataset:
     """Instantiate a dataset block with the model's frame geometry for the block's chunk size."""
     # a segmentation model knows its training chunk; other models (a pruning student) need chunk_size in the block
     chunk_size = block.args["chunk_size"] if "chunk_size" in block.args else model.specifications.duration
-    return instantiate(block, frames=FrameGeometry.from_model(model, chunk_size))
+    with located(block):
+        return instantiate(block, frames=FrameGeometry.from_model(model, chunk_size))
 
 
 def checkpoint_to_resume(run_dir: Path, resume: Path | bool | None) -> Path | None:
@@ -90,15 +94,28 @@ def train(
     config: Config,
     resume: Path | bool | None = None,
     make_objective: Callable[[nn.Module], Objective] = PowersetObjective.for_model,
+    accept_changes: bool = False,
 ) -> TrainerState:
-    """Run the training described by ``config``; see :mod:`diarizen_lab.training` for the sections."""
+    """Run the training described by ``config``; see :mod:`diarizen_lab.training` for the sections.
+
+    One run at a time per experiment directory (:mod:`~diarizen_lab.training.run_lock`); a resume with a config
+    that changes the run is refused unless ``accept_changes`` (:mod:`~diarizen_lab.training.resume_check`).
+    """
+    with hold_run_dir(config["meta"].run_dir):
+        return _train(config, resume, make_objective, accept_changes)
+
+
+def _train(
+    config: Config, resume: Path | bool | None, make_objective: Callable[[nn.Module], Objective], accept_changes: bool
+) -> TrainerState:
     meta, settings = config["meta"], config["trainer"]
     accelerator = build_accelerator(settings)
     run_dir = meta.run_dir
     resume_from = checkpoint_to_resume(run_dir, resume)
+    changes = check_resume(config, resume_from, accept_changes)
 
     set_seed(meta.seed)  # the same initial weights on every process
-    model = instantiate(config["model"])
+    model = build(config["model"])
     if config["finetune"] is not None and resume_from is None:
         initialise_from(model, config["finetune"].init_from)
     model.to(accelerator.device)
@@ -116,6 +133,7 @@ def train(
     )
 
     objective = make_objective(model).to(accelerator.device)
+    check_monitor(config, objective, model, dev_loader, accelerator.device)
     updates_per_epoch = math.ceil(len(train_loader) / settings.gradient_accumulation_steps)
     optimizers = build_optimizers(
         config, model, settings.max_epochs * updates_per_epoch, accelerator.device, extra=objective.optimizers(model)
@@ -123,8 +141,6 @@ def train(
     model = accelerator.prepare_model(model)
     set_seed(meta.seed + accelerator.process_index)  # different dropout masks on different processes
 
-    if accelerator.is_main_process:
-        save_resolved(config, run_dir)
     trainer = Trainer(
         accelerator=accelerator,
         model=model,
@@ -137,6 +153,11 @@ def train(
         checkpoint=config["checkpoint"],
         run_dir=run_dir,
     )
-    state = trainer.fit(resume_from)
+    if resume_from is not None:  # loaded before anything in run_dir is rewritten; accepted changes apply
+        with configured_values_kept(optimizers, keep=bool(changes)):
+            trainer.load(resume_from)
+    if accelerator.is_main_process:
+        record_config(config, run_dir, changes, resume_from, trainer.state.epoch, trainer.state.step)
+    state = trainer.fit()
     accelerator.end_training()
     return state

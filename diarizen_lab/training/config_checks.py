@@ -1,0 +1,103 @@
+"""Checks of a training config that need more than its types: what the callables it names accept.
+
+:func:`diarizen_lab.config.load_config` checks each value against the signature of the callable (or the
+dataclass) it configures; these checks run the callables themselves on stand-ins, so that a value they refuse
+is a one-line error naming the file and section when the config loads (or, for what needs the built model,
+before anything is trained or written), never a traceback an epoch later:
+
+- :func:`check_optimizers`: every ``[optimizer*]`` block is built over one stand-in parameter, so torch's own
+  checks (negative ``lr`` or ``weight_decay``, ``betas`` outside [0, 1), ...) run at load;
+- :func:`build` and :func:`located`: what building a block (the model, a dataset) refuses (``num_heads`` not
+  dividing the width, a chunk shorter than the receptive field, ...) is reported at the block;
+- :func:`check_monitor`: ``[checkpoint] monitor`` must be a metric the objective logs; its names are read from
+  one validation batch before the first epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from diarizen_lab.config import Block, Config, _Locator, instantiate
+from diarizen_lab.errors import DiarizenLabError, InputError, describe
+from diarizen_lab.training.loaders import to_device
+from diarizen_lab.training.objective import Objective
+
+OPTIMIZER_SECTIONS = ("optimizer", "optimizer_small", "optimizer_big")
+
+
+def check_optimizers(config: Config) -> Config:
+    """Build each configured optimizer over a stand-in parameter; return ``config``."""
+    for section in OPTIMIZER_SECTIONS:
+        block = config.get(section)
+        if block is None:
+            continue
+        try:
+            instantiate(block, params=[nn.Parameter(torch.zeros(1))])
+        except (ValueError, TypeError) as error:
+            raise _locate(config, f"{section}.args", _key_in(block, str(error)), describe(error)) from None
+    return config
+
+
+@contextlib.contextmanager
+def located(block: Block) -> Iterator[None]:
+    """Report a value that building ``block`` refuses (a ``ValueError``, ``TypeError`` or an error without a
+    file) as a one-line error naming the block's file and section."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (DiarizenLabError, ValueError, TypeError) as error:
+        raise DiarizenLabError(f"{block.where or block.path}: {describe(error)}") from None
+
+
+def build(block: Block, **runtime: Any) -> Any:
+    """``instantiate(block, **runtime)``, with what the callable refuses reported at the block."""
+    with located(block):
+        return instantiate(block, **runtime)
+
+
+@torch.no_grad()
+def check_monitor(config: Config, objective: Objective, model: nn.Module, loader: DataLoader,
+                  device: torch.device) -> None:
+    """Refuse a ``[checkpoint] monitor`` that the objective does not log (``val/<name>`` of its metrics).
+
+    Evaluates the first validation batch of this process (no check when it has none: the trainer then refuses
+    the monitor at the first validation).
+    """
+    monitor = config["checkpoint"].monitor
+    batch = next(iter(loader), None)
+    if batch is None:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        counts = objective.validation_step(model, to_device(batch, device))
+    finally:
+        model.train(was_training)
+    logged = sorted(f"val/{name}" for name in objective.validation_metrics({k: float(v) for k, v in counts.items()}))
+    if monitor not in logged:
+        raise _locate(config, "checkpoint", "monitor", f"monitor '{monitor}' is not a metric of this run",
+                      fix=f"choose one of {', '.join(logged)}")
+
+
+def _key_in(block: Block, message: str) -> str | None:
+    """The argument of ``block`` whose value the message quotes (torch names values, not keys)."""
+    for key, value in block.args.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and str(value) in message:
+            return key
+    return None
+
+
+def _locate(config: Config, section: str, key: str | None, message: str, fix: str | None = None) -> InputError:
+    """An error at the line of ``[section] key`` of the config file."""
+    try:
+        text = config.source.read_text(encoding="utf-8")
+    except OSError:
+        return InputError(f"[{section}] {message}", path=config.source, fix=fix)
+    return _Locator(config.source, text).error(section, key, message, fix=fix)
