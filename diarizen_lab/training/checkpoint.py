@@ -28,7 +28,6 @@ from torch import nn
 
 from diarizen_lab.errors import InputError
 from diarizen_lab.models.io import MODEL_FILE, save_model
-from diarizen_lab.training.resume_check import require_training_state
 from diarizen_lab.utils.atomic import atomic_dir, fsync_dir
 
 STATE_FILE = "training_state.pt"
@@ -130,7 +129,7 @@ def load_training_state(checkpoint: Path) -> dict[str, Any]:
     """Read ``training_state.pt`` of a checkpoint directory (CPU tensors)."""
     path = checkpoint / STATE_FILE
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(
             "missing training state", path=path, fix="resume from a complete epoch_NNNN directory"
@@ -141,7 +140,6 @@ def load_training_state(checkpoint: Path) -> dict[str, Any]:
             path=path,
             fix="the file is truncated or corrupt: resume from an earlier checkpoint",
         ) from None
-    return require_training_state(state, path)
 
 
 def capture_rng_state() -> dict[str, Any]:

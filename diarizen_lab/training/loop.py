@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.models.io import MODEL_FILE, load_checkpoint
 from diarizen_lab.training.checkpoint import (
+    STATE_FILE,
     Checkpointer,
     capture_rng_state,
     load_training_state,
@@ -44,7 +45,7 @@ from diarizen_lab.training.clipping import GradientClipper
 from diarizen_lab.training.loaders import EpochLoader, to_device
 from diarizen_lab.training.objective import Objective
 from diarizen_lab.training.optim import NamedOptimizer
-from diarizen_lab.training.resume_check import load_weights
+from diarizen_lab.training.resume_check import load_weights, require_training_state
 from diarizen_lab.training.run_log import RunLog, read_metrics
 from diarizen_lab.training.settings import CheckpointSettings, TrainerSettings
 from diarizen_lab.utils.finite import is_selectable
@@ -376,7 +377,7 @@ class Trainer:
 
     def load(self, checkpoint: Path) -> None:
         """Restore model weights, optimizers, schedules, scaler, clipper, objective, counters and RNG states."""
-        state = load_training_state(checkpoint)
+        state = require_training_state(load_training_state(checkpoint), checkpoint / STATE_FILE)
         weights = load_checkpoint(checkpoint / MODEL_FILE)["state_dict"]
         load_weights(self.unwrapped_model, weights, checkpoint / MODEL_FILE)
         names = {named.name for named in self.optimizers}
