@@ -80,6 +80,8 @@ REFUSED = [
     Refused("empty-name", TRAIN + 'meta.name=""', "name must be a plain directory name", "runs/tiny.toml:3"),
     Refused("name-escapes-exp-dir", TRAIN + 'meta.name="../../escaped"', "name must be a plain directory name",
             "runs/tiny.toml:3"),
+    Refused("unwritable-exp-dir", TRAIN + 'meta.exp_dir="/proc/diarizen_lab_exp"',
+            "cannot write the experiment directory", "/proc/diarizen_lab_exp/bad_run_case"),
     Refused("name-with-a-slash", TRAIN + 'meta.name="a/b"', "name must be a plain directory name", "runs/tiny.toml:3"),
     # settings refused by what they configure, before anything is trained or written
     Refused("heads-do-not-divide-width", TRAIN + "model.args.num_heads=3", "must be divisible by num_heads (3)",
@@ -87,7 +89,8 @@ REFUSED = [
     Refused("chunk-below-receptive-field", TRAIN + "train_dataset.args.chunk_size=0.01",
             "chunk_size = 0.01 s is shorter than the model's receptive field", "runs/tiny.toml"),
     Refused("unknown-monitor", TRAIN + "checkpoint.monitor=val/dre",
-            "monitor 'val/dre' is not a metric of this run (choose one of val/confusion, val/der,", "runs/tiny.toml:53"),
+            "monitor 'val/dre' is not a metric of this run (choose one of val/confusion, val/der,",
+            "runs/tiny.toml:53"),
     # diarization settings, devices, outputs, weights
     Refused("window-below-receptive-field", DIARIZE + CLIPPED + " --set diarization.window=0.001",
             "window = 0.001 s is shorter than the model's receptive field", key="[diarization] window"),

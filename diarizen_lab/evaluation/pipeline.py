@@ -104,24 +104,24 @@ def check_ranges(config: DiarizationConfig) -> None:
     """The settings pyannote.audio would only refuse mid-run (or never): batch sizes, thresholds, durations,
     the AHC linkage (one of pyannote's own choices)."""
     methods = AgglomerativeClustering().method.choices
+    finite = math.isfinite
     checks = [
-        (config.ahc_method in methods, f"ahc_method must be one of {', '.join(methods)}, got {config.ahc_method!r}"),
-        (config.segmentation_batch_size >= 1, f"segmentation_batch_size must be >= 1, got {config.segmentation_batch_size}"),
-        (config.embedding_batch_size >= 1, f"embedding_batch_size must be >= 1, got {config.embedding_batch_size}"),
-        (config.min_cluster_size >= 1, f"min_cluster_size must be >= 1, got {config.min_cluster_size}"),
-        (0.0 <= config.segmentation_threshold <= 1.0,
-         f"segmentation_threshold must be in [0, 1], got {config.segmentation_threshold}"),
-        (0.0 <= config.min_duration_off < math.inf, f"min_duration_off must be >= 0 seconds, got {config.min_duration_off}"),
-        (math.isfinite(config.ahc_threshold), f"ahc_threshold must be a finite number, got {config.ahc_threshold}"),
-        (math.isfinite(config.vbx_threshold), f"vbx_threshold must be a finite number, got {config.vbx_threshold}"),
-        (0.0 < config.vbx_fa < math.inf, f"vbx_fa must be > 0, got {config.vbx_fa}"),
-        (0.0 < config.vbx_fb < math.inf, f"vbx_fb must be > 0, got {config.vbx_fb}"),
-        (config.channel is None or config.channel >= 0, f"channel must be >= 0 (0-based), got {config.channel}"),
-        (config.window is None or math.isfinite(config.window), f"window must be a finite number, got {config.window}"),
+        ("ahc_method", config.ahc_method in methods, f"one of {', '.join(methods)}"),
+        ("segmentation_batch_size", config.segmentation_batch_size >= 1, ">= 1"),
+        ("embedding_batch_size", config.embedding_batch_size >= 1, ">= 1"),
+        ("min_cluster_size", config.min_cluster_size >= 1, ">= 1"),
+        ("segmentation_threshold", 0.0 <= config.segmentation_threshold <= 1.0, "in [0, 1]"),
+        ("min_duration_off", finite(config.min_duration_off) and config.min_duration_off >= 0, ">= 0 seconds"),
+        ("ahc_threshold", finite(config.ahc_threshold), "a finite number"),
+        ("vbx_threshold", finite(config.vbx_threshold), "a finite number"),
+        ("vbx_fa", finite(config.vbx_fa) and config.vbx_fa > 0, "> 0"),
+        ("vbx_fb", finite(config.vbx_fb) and config.vbx_fb > 0, "> 0"),
+        ("channel", config.channel is None or config.channel >= 0, ">= 0 (0-based)"),
+        ("window", config.window is None or finite(config.window), "a finite number of seconds"),
     ]
-    for valid, message in checks:
+    for name, valid, requirement in checks:
         if not valid:
-            raise DiarizenLabError(message)
+            raise DiarizenLabError(f"{name} must be {requirement}, got {getattr(config, name)!r}")
 
 
 class UnusedPLDA(PLDA):

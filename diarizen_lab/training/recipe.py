@@ -101,15 +101,19 @@ def train(
     One run at a time per experiment directory (:mod:`~diarizen_lab.training.run_lock`); a resume with a config
     that changes the run is refused unless ``accept_changes`` (:mod:`~diarizen_lab.training.resume_check`).
     """
-    with hold_run_dir(config["meta"].run_dir):
-        return _train(config, resume, make_objective, accept_changes)
+    accelerator = build_accelerator(config["trainer"])
+    with hold_run_dir(config["meta"].run_dir, accelerator):
+        return _train(config, accelerator, resume, make_objective, accept_changes)
 
 
 def _train(
-    config: Config, resume: Path | bool | None, make_objective: Callable[[nn.Module], Objective], accept_changes: bool
+    config: Config,
+    accelerator: Accelerator,
+    resume: Path | bool | None,
+    make_objective: Callable[[nn.Module], Objective],
+    accept_changes: bool,
 ) -> TrainerState:
     meta, settings = config["meta"], config["trainer"]
-    accelerator = build_accelerator(settings)
     run_dir = meta.run_dir
     resume_from = checkpoint_to_resume(run_dir, resume)
     changes = check_resume(config, resume_from, accept_changes)

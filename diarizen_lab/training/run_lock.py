@@ -29,6 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+
 from diarizen_lab.errors import DiarizenLabError
 
 LOCK_FILE = ".lock"
@@ -51,9 +54,15 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock, or raise :class:`RunDirInUse` naming its holder (pid, host, since)."""
-        self._created = _make_dirs(self.run_dir)
-        while True:
+        try:
+            self._created = _make_dirs(self.run_dir)
             handle = open(self.path, "a+")
+        except OSError as error:
+            raise DiarizenLabError(
+                f"{self.run_dir}: cannot write the experiment directory ({error.strerror}): choose a writable "
+                "[meta] exp_dir"
+            ) from None
+        while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -69,6 +78,7 @@ class RunLock:
             if _same_file(handle, self.path):
                 break
             handle.close()
+            handle = open(self.path, "a+")
         handle.seek(0)
         self.previous_holder = _parse(handle.read())
         handle.seek(0)
@@ -96,19 +106,15 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def hold_run_dir(run_dir: Path) -> Iterator[RunLock]:
+def hold_run_dir(run_dir: Path, accelerator: Accelerator) -> Iterator[RunLock]:
     """Hold the lock of ``run_dir`` for the duration of the block, on the main process of the launch.
 
     Every process of a (DDP) launch must enter it: the main process takes the lock and tells the others whether
     it got it, so all of them raise the same :class:`RunDirInUse` or all go on.
     """
-    from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list
-
-    state = PartialState()
     lock = RunLock(run_dir)
     refusal = [None]
-    if state.is_main_process:
+    if accelerator.is_main_process:
         try:
             lock.acquire()
         except RunDirInUse as error:
@@ -121,7 +127,7 @@ def hold_run_dir(run_dir: Path) -> Iterator[RunLock]:
                     file=sys.stderr,
                     flush=True,
                 )
-    if state.num_processes > 1:
+    if accelerator.num_processes > 1:
         broadcast_object_list(refusal)
     if refusal[0] is not None:
         raise RunDirInUse(refusal[0])
