@@ -293,6 +293,21 @@ def test_a_refused_lock_leaves_the_holder_alone(tmp_path):
     assert not (tmp_path / "exp").exists()  # created by the lock, empty: removed with it
 
 
+def test_a_ddp_launch_into_a_held_directory_stops_on_every_process(runs, tmp_path):
+    from test_training_ddp import launch
+
+    exp_dir = tmp_path / "exp"
+    holder = RunLock(exp_dir / "bad_run_case").acquire()
+    try:
+        result = launch(*train_argv(runs, exp_dir)[1:], cwd=tmp_path)
+        assert result.returncode != 0
+        refusals = [line for line in result.stderr.splitlines() if "is in use by another run" in line]
+        assert len(refusals) == 2 and all(f"(pid {os.getpid()} on host" in line for line in refusals), result.stderr
+        assert sorted(path.name for path in holder.run_dir.iterdir()) == [LOCK_FILE]
+    finally:
+        holder.release()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # A full disk during a checkpoint save
 

@@ -20,7 +20,8 @@ from diarizen_lab.errors import DiarizenLabError
 
 #: Free bytes under which a failed write is taken for a full file system.
 FULL_BELOW = 1 << 20
-_ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+#: Write failures caused by the file system, not by the program: reported in one line.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
                        errno.EROFS: "read-only file system"}
 
 
@@ -108,7 +109,7 @@ def _full_disk_is_an_error(path: Path) -> Iterator[None]:
     try:
         yield
     except (OSError, RuntimeError) as error:
-        reason = _ENVIRONMENT_ERRNOS.get(getattr(error, "errno", None))
+        reason = ENVIRONMENT_ERRNOS.get(getattr(error, "errno", None))
         if reason is None and shutil.disk_usage(path.parent).free < FULL_BELOW:
             reason = "no space left on device"
         if reason is None:
