@@ -39,20 +39,20 @@ def check_optimizers(config: Config) -> Config:
             continue
         try:
             instantiate(block, params=[nn.Parameter(torch.zeros(1))])
-        except (ValueError, TypeError) as error:
+        except ValueError as error:
             raise _locate(config, f"{section}.args", _key_in(block, str(error)), describe(error)) from None
     return config
 
 
 @contextlib.contextmanager
 def located(block: Block) -> Iterator[None]:
-    """Report a value that building ``block`` refuses (a ``ValueError``, ``TypeError`` or an error without a
+    """Report a value that building ``block`` refuses (a ``ValueError``, or an error without a
     file) as a one-line error naming the block's file and section."""
     try:
         yield
     except InputError:
         raise
-    except (DiarizenLabError, ValueError, TypeError) as error:
+    except (DiarizenLabError, ValueError) as error:
         raise DiarizenLabError(f"{block.where or block.path}: {describe(error)}") from None
 
 
