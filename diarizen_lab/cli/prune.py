@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from diarizen_lab.config import add_config_arguments
+from diarizen_lab.cli.train import add_resume_arguments, resume_request
 
 DESCRIPTION = """\
 Four steps turn a fine-tuned WavLM-Conformer's encoder into a smaller WavLM:
@@ -37,10 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     train = commands.add_parser("train", help="distill-and-prune training (one process or `accelerate launch`)")
     add_config_arguments(train)
-    train.add_argument(
-        "--resume", nargs="?", const=True, default=None, type=Path, metavar="PATH",
-        help="continue from the latest checkpoint, or from PATH (a checkpoint or experiment directory)",
-    )
+    add_resume_arguments(train)
     train.set_defaults(func=run_train)
 
     average = commands.add_parser("average", help="average the student checkpoints after the loss peak")
@@ -82,7 +80,7 @@ def run_extract(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from diarizen_lab.pruning.recipe import distill_prune, load_pruning_config
 
-    distill_prune(load_pruning_config(args.config, args.overrides), resume=args.resume)
+    distill_prune(load_pruning_config(args.config, args.overrides), **resume_request(args))
     return 0
 
 

@@ -31,8 +31,10 @@ def load_pruning_config(path: Path, overrides: list[str] = ()) -> Config:
     return check_optimizers(load_config(path, PRUNING_SECTIONS, overrides, runtime=RUNTIME))
 
 
-def distill_prune(config: Config, resume: Path | bool | None = None) -> TrainerState:
-    """Run the distill-prune training described by ``config`` (``resume`` as for supervised training)."""
+def distill_prune(config: Config, resume: Path | bool | None = None, accept_changes: bool = False) -> TrainerState:
+    """Run the distill-prune training described by ``config`` (``resume``, ``accept_changes`` as for supervised
+    training)."""
     from diarizen_lab.training.recipe import train
 
-    return train(config, resume, make_objective=lambda model: instantiate(config["objective"]))
+    return train(config, resume, make_objective=lambda model: instantiate(config["objective"]),
+                 accept_changes=accept_changes)
