@@ -350,3 +350,12 @@ def test_a_nonfinite_validation_metric_never_makes_an_epoch_best(tmp_path):
     assert trainer.best_epochs() == []
     assert [is_selectable(v) for v in (0.5, math.nan, math.inf, -math.inf, None, True, "0.1")] == [
         True, False, False, False, False, False, False]
+
+
+def test_a_nonfinite_validation_is_never_selected_for_averaging(tmp_path):
+    from diarizen_lab.evaluation.average import read_metric
+
+    rows = [{"epoch": 1, "val/der": 0.5}, {"epoch": 2, "val/der": math.nan}, {"epoch": 3, "val/der": math.inf},
+            {"epoch": 4, "val/der": 0.4}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert [(score.epoch, score.value) for score in read_metric(tmp_path, "val/der")] == [(1, 0.5), (4, 0.4)]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +23,7 @@ import torch
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.models.io import FORMAT, MODEL_FILE, load_checkpoint
 from diarizen_lab.utils.atomic import atomic_path
+from diarizen_lab.utils.finite import is_selectable
 
 Mode = Literal["best", "last", "window"]
 MetricMode = Literal["min", "max"]
@@ -53,7 +53,7 @@ def infer_metric_mode(metric: str) -> MetricMode:
 def read_metric(exp_dir: str | os.PathLike, metric: str) -> list[EpochScore]:
     """The value of ``metric`` at each validated epoch of ``exp_dir/metrics.jsonl``, sorted by epoch.
 
-    Rows without the metric are skipped; when an epoch was validated several times, its last row counts.
+    Rows without the metric, or with a non-finite value, are skipped; when an epoch was validated several times, its last row counts.
     """
     path = Path(exp_dir) / "metrics.jsonl"
     if not path.is_file():
@@ -77,8 +77,10 @@ def read_metric(exp_dir: str | os.PathLike, metric: str) -> list[EpochScore]:
             epoch, value = row.get("epoch"), row[metric]
             if not isinstance(epoch, int) or isinstance(epoch, bool):
                 raise InputError(f"row has {metric!r} but no integer 'epoch'", path=path, line=number)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise InputError(f"{metric!r} is {value!r}, not a finite number", path=path, line=number)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise InputError(f"{metric!r} is {value!r}, not a number", path=path, line=number)
+            if not is_selectable(value):
+                continue  # a diverged validation (NaN, inf) is never selected
             values[epoch] = float(value)
     return [EpochScore(epoch, value) for epoch, value in sorted(values.items())]
 
