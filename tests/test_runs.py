@@ -29,8 +29,7 @@ import torch
 
 from diarizen_lab.cli import main
 from diarizen_lab.training.run_lock import LOCK_FILE, RunLock
-from diarizen_lab.training.run_log import read_metrics
-from diarizen_lab.utils.finite import is_selectable
+from diarizen_lab.training.run_dir import is_selectable, rank_epochs, read_metric, read_metrics
 from test_bad_inputs import DIARIZE, ERROR_PREFIX, MODEL, corpus, expand, tiny_model  # noqa: F401  (fixture)
 from test_training_loop import make_trainer
 
@@ -69,13 +68,13 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="refused only with
 
 REFUSED = [
     # settings of a training config, refused when it loads
-    Refused("negative-lr", TRAIN + "optimizer.args.lr=-1.0", "Invalid learning rate: -1.0", "runs/tiny.toml:39"),
+    Refused("negative-lr", TRAIN + "optimizer.args.lr=-1.0", "Invalid learning rate: -1.0", "runs/tiny.toml:38"),
     Refused("negative-weight-decay", TRAIN + "optimizer.args.weight_decay=-0.1", "Invalid weight_decay value: -0.1",
-            "runs/tiny.toml:38"),
-    Refused("zero-batch-size", TRAIN + "dataloader.batch_size=0", "batch_size must be >= 1", "runs/tiny.toml:34"),
-    Refused("zero-epochs", TRAIN + "trainer.max_epochs=0", "max_epochs must be >= 1", "runs/tiny.toml:50"),
+            "runs/tiny.toml:37"),
+    Refused("zero-batch-size", TRAIN + "dataloader.batch_size=0", "batch_size must be >= 1", "runs/tiny.toml:33"),
+    Refused("zero-epochs", TRAIN + "trainer.max_epochs=0", "max_epochs must be >= 1", "runs/tiny.toml:49"),
     Refused("percentile-out-of-range", TRAIN + "clipping.percentile=150.0", "percentile must be in (0, 100]",
-            "runs/tiny.toml:47"),
+            "runs/tiny.toml:46"),
     Refused("negative-seed", TRAIN + "meta.seed=-1", "seed must be in [0, 2**32)", "runs/tiny.toml:5"),
     Refused("empty-name", TRAIN + 'meta.name=""', "name must be a plain directory name", "runs/tiny.toml:3"),
     Refused("name-escapes-exp-dir", TRAIN + 'meta.name="../../escaped"', "name must be a plain directory name",
@@ -86,11 +85,11 @@ REFUSED = [
     # settings refused by what they configure, before anything is trained or written
     Refused("heads-do-not-divide-width", TRAIN + "model.args.num_heads=3", "must be divisible by num_heads (3)",
             "runs/tiny.toml"),
-    Refused("chunk-below-receptive-field", TRAIN + "train_dataset.args.chunk_size=0.01",
-            "chunk_size = 0.01 s is shorter than the model's receptive field", "runs/tiny.toml"),
+    Refused("chunk-below-receptive-field", TRAIN + "task.chunk_size=0.01",
+            "chunk_size = 0.01 s is shorter than the model's receptive field", "runs/tiny.toml:8"),
     Refused("unknown-monitor", TRAIN + "checkpoint.monitor=val/dre",
             "monitor 'val/dre' is not a metric of this run (choose one of val/confusion, val/der,",
-            "runs/tiny.toml:53"),
+            "runs/tiny.toml:52"),
     # diarization settings, devices, outputs, weights
     Refused("window-below-receptive-field", DIARIZE + CLIPPED + " --set diarization.window=0.001",
             "window = 0.001 s is shorter than the model's receptive field", key="[diarization] window"),
@@ -352,10 +351,9 @@ def test_a_nonfinite_validation_metric_never_makes_an_epoch_best(tmp_path):
         True, False, False, False, False, False, False]
 
 
-def test_a_nonfinite_validation_is_never_selected_for_averaging(tmp_path):
-    from diarizen_lab.evaluation.average import read_metric
-
+def test_a_nonfinite_validation_is_never_selected_for_retention_or_averaging(tmp_path):
     rows = [{"epoch": 1, "val/der": 0.5}, {"epoch": 2, "val/der": math.nan}, {"epoch": 3, "val/der": math.inf},
             {"epoch": 4, "val/der": 0.4}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    assert [(score.epoch, score.value) for score in read_metric(tmp_path, "val/der")] == [(1, 0.5), (4, 0.4)]
+    ranked = rank_epochs(read_metric(tmp_path, "val/der"), "min")
+    assert [(score.epoch, score.value) for score in ranked] == [(4, 0.4), (1, 0.5)]

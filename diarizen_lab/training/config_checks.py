@@ -7,7 +7,7 @@ before anything is trained or written), never a traceback an epoch later:
 
 - :func:`check_optimizers`: every ``[optimizer*]`` block is built over one stand-in parameter, so torch's own
   checks (negative ``lr`` or ``weight_decay``, ``betas`` outside [0, 1), ...) run at load;
-- :func:`build` and :func:`located`: what building a block (the model, a dataset) refuses (``num_heads`` not
+- :func:`located` and :func:`at_key`: what building a block (the model, a dataset, the objective) refuses (``num_heads`` not
   dividing the width, a chunk shorter than the receptive field, ...) is reported at the block;
 - :func:`check_monitor`: ``[checkpoint] monitor`` must be a metric the objective logs; its names are read from
   one validation batch before the first epoch.
@@ -56,10 +56,16 @@ def located(block: Block) -> Iterator[None]:
         raise DiarizenLabError(f"{block.where or block.path}: {describe(error)}") from None
 
 
-def build(block: Block, **runtime: Any) -> Any:
-    """``instantiate(block, **runtime)``, with what the callable refuses reported at the block."""
-    with located(block):
-        return instantiate(block, **runtime)
+@contextlib.contextmanager
+def at_key(config: Config, section: str, key: str) -> Iterator[None]:
+    """Report a value refused in the block (a ``ValueError``, or an error without a file) as a one-line error
+    at the line of ``[section] key`` of the config file (for a setting that several blocks use, e.g. ``[task]``)."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (DiarizenLabError, ValueError) as error:
+        raise _locate(config, section, key, describe(error)) from None
 
 
 @torch.no_grad()

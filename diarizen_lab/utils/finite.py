@@ -1,8 +1,7 @@
-"""Non-finite values, caught before they can do harm: in loaded weights, and in the metrics that select epochs."""
+"""Non-finite weights, refused at load (metric values: :func:`diarizen_lab.training.run_dir.is_selectable`)."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -27,13 +26,3 @@ def require_finite_weights(state_dict: Mapping[str, Any], path: str | os.PathLik
                     path=path,
                     fix="the model diverged or the file is damaged: use an earlier checkpoint",
                 )
-
-
-def is_selectable(value: Any) -> bool:
-    """Whether a monitored metric value may make an epoch "best", or be picked for retention or averaging:
-    a real, finite number (not ``None``, a bool, NaN or an infinity).
-
-    >>> [is_selectable(v) for v in (0.25, 3, float("nan"), float("inf"), None, True)]
-    [True, True, False, False, False, False]
-    """
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
