@@ -28,6 +28,8 @@ import pytest
 import torch
 
 from diarizen_lab.cli import main
+from diarizen_lab.pruning import DistillPruneObjective
+from diarizen_lab.training.resume_check import config_changes, run_changing
 from diarizen_lab.training.run_lock import LOCK_FILE, RunLock
 from diarizen_lab.training.run_dir import is_selectable, rank_epochs, read_metric, read_metrics
 from test_bad_inputs import DIARIZE, ERROR_PREFIX, MODEL, corpus, expand, tiny_model  # noqa: F401  (fixture)
@@ -36,6 +38,8 @@ from test_training_loop import make_trainer
 CONFIG = "{c}/runs/tiny.toml"
 TRAIN = f"train -C {CONFIG} --set "
 CLIPPED = "{c}/audio/clipped.wav"
+PRUNE_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "prune_tiny.toml"
+DISTILL = "diarizen_lab.pruning.DistillPruneObjective"
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +237,63 @@ def test_a_training_state_holding_nothing_is_one_line(runs, run_copy, capsys):
         "clipper, objective, data, rng) (it was not written by diarizen_lab training, or is damaged: resume from "
         "another checkpoint)"
     )
+
+
+def test_resume_compares_the_task_and_the_objective(runs, run_copy, capsys):
+    message = one_line_error(train_argv(runs, run_copy, "--set", "task.max_speakers_per_chunk=3", "--resume"), capsys)
+    assert ": resuming with a config that changes the run: task.max_speakers_per_chunk: 4 -> 3 (" in message
+    saved = {"objective": {"path": DISTILL, "args": {"target_sparsity": 0.4}}, "task": {"chunk_size": 1.0}}
+    current = {"objective": {"path": DISTILL, "args": {"target_sparsity": 0.6}}, "task": {"chunk_size": 1.0}}
+    assert [str(change) for change in run_changing(config_changes(saved, current), current)] == [
+        "objective.args.target_sparsity: 0.4 -> 0.6"]
+
+
+def test_speakers_per_chunk_in_a_dataset_block_is_the_one_line_belongs_to_task_error(runs, tmp_path, capsys):
+    """The dataset and the model read their speakers from one [task]: an old config that set them per dataset
+    (where 8 against the model's 4 trained to DER 1.0 without a word) is refused at the key."""
+    config = tmp_path / "old.toml"
+    text = (runs / "runs" / "tiny.toml").read_text()
+    config.write_text(text.replace("chunk_shift = 1.0\n", "chunk_shift = 1.0\nmax_speakers_per_chunk = 8\n", 1))
+    line = config.read_text().splitlines().index("max_speakers_per_chunk = 8") + 1
+    argv = ["train", "-C", str(config), "--set", f'meta.exp_dir="{tmp_path / "exp"}"']
+    assert one_line_error(argv, capsys) == (
+        f"{ERROR_PREFIX}{config}:{line}: [train_dataset.args] 'max_speakers_per_chunk' belongs to [task] now "
+        "(move max_speakers_per_chunk to [task] (stated once, for the model and every dataset))"
+    )
+    assert not (tmp_path / "exp").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pruning path (a training config with a distill-prune [objective]) is checked as any training
+
+
+def test_a_pruning_config_gets_the_monitor_check_at_load_and_the_lock(tmp_path, capsys):
+    exp_dir = tmp_path / "exp"
+    argv = ["train", "-C", str(PRUNE_CONFIG), "--set", f'meta.exp_dir="{exp_dir}"']
+    message = one_line_error([*argv, "--set", "checkpoint.monitor=val/der"], capsys)
+    assert message == (
+        f"{ERROR_PREFIX}{PRUNE_CONFIG}:81: [checkpoint] monitor 'val/der' is not a metric of this run "
+        "(choose one of val/cos, val/l1, val/l2, val/loss)"
+    )
+    holder = RunLock(exp_dir / "distill").acquire()
+    try:
+        assert "is in use by another run" in one_line_error(argv, capsys)
+        assert sorted(path.name for path in holder.run_dir.iterdir()) == [LOCK_FILE]
+    finally:
+        holder.release()
+
+
+def test_the_declared_metric_names_are_the_logged_ones():
+    from diarizen_lab.data.task import Task
+    from diarizen_lab.pruning.distill import HiddenStateDistillation
+    from diarizen_lab.training.metrics import DER_COUNTS
+    from diarizen_lab.training.objective import PowersetObjective
+
+    counts = {"loss_sum": 2.0, "frames": 4.0, **dict.fromkeys(DER_COUNTS, 1.0)}
+    logged = PowersetObjective(task=Task()).validation_metrics(counts)
+    assert sorted(logged) == sorted(PowersetObjective.metric_names) == ["confusion", "der", "fa", "loss", "miss"]
+    _, parts = HiddenStateDistillation()([torch.ones(1, 2, 3)], [torch.zeros(1, 2, 3)])
+    assert ("loss", *parts) == DistillPruneObjective.metric_names == ("loss", "l1", "l2", "cos")
 
 
 # ---------------------------------------------------------------------------------------------------------

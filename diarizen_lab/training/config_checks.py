@@ -7,26 +7,24 @@ before anything is trained or written), never a traceback an epoch later:
 
 - :func:`check_optimizers`: every ``[optimizer*]`` block is built over one stand-in parameter, so torch's own
   checks (negative ``lr`` or ``weight_decay``, ``betas`` outside [0, 1), ...) run at load;
-- :func:`located` and :func:`at_key`: what building a block (the model, a dataset, the objective) refuses (``num_heads`` not
-  dividing the width, a chunk shorter than the receptive field, ...) is reported at the block;
-- :func:`check_monitor`: ``[checkpoint] monitor`` must be a metric the objective logs; its names are read from
-  one validation batch before the first epoch.
+- :func:`located` and :func:`at_key`: what building a block (the model, a dataset, the objective) refuses
+  (``num_heads`` not dividing the width, a chunk shorter than the receptive field, ...) is reported at the
+  block, or at the ``[task]`` key it comes from;
+- :func:`check_monitor`: ``[checkpoint] monitor`` must be a metric the ``[objective]`` logs, as its class
+  declares (``metric_names``), at load.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from diarizen_lab.config import Block, Config, _Locator, instantiate
+from diarizen_lab.config import Block, Config, _Locator, import_object, instantiate
 from diarizen_lab.errors import DiarizenLabError, InputError, describe
-from diarizen_lab.training.loaders import to_device
-from diarizen_lab.training.objective import Objective
+from diarizen_lab.training.settings import DEFAULT_OBJECTIVE
 
 OPTIMIZER_SECTIONS = ("optimizer", "optimizer_small", "optimizer_big")
 
@@ -68,28 +66,21 @@ def at_key(config: Config, section: str, key: str) -> Iterator[None]:
         raise _locate(config, section, key, describe(error)) from None
 
 
-@torch.no_grad()
-def check_monitor(config: Config, objective: Objective, model: nn.Module, loader: DataLoader,
-                  device: torch.device) -> None:
-    """Refuse a ``[checkpoint] monitor`` that the objective does not log (``val/<name>`` of its metrics).
+def check_monitor(config: Config) -> Config:
+    """Refuse a ``[checkpoint] monitor`` that the ``[objective]`` does not log (``val/<name>`` of its
+    :attr:`~diarizen_lab.training.objective.Objective.metric_names`); return ``config``.
 
-    Evaluates the first validation batch of this process (no check when it has none: the trainer then refuses
-    the monitor at the first validation).
+    Reads the names from the objective's class, without building it (a pruning objective loads its teacher).
+    An objective class that declares no names is checked by the trainer at its first validation.
     """
+    objective = import_object((config["objective"] or DEFAULT_OBJECTIVE).path)
+    names = getattr(objective, "metric_names", ())
+    logged = [f"val/{name}" for name in names]
     monitor = config["checkpoint"].monitor
-    batch = next(iter(loader), None)
-    if batch is None:
-        return
-    was_training = model.training
-    model.eval()
-    try:
-        counts = objective.validation_step(model, to_device(batch, device))
-    finally:
-        model.train(was_training)
-    logged = sorted(f"val/{name}" for name in objective.validation_metrics({k: float(v) for k, v in counts.items()}))
-    if monitor not in logged:
+    if logged and monitor not in logged:
         raise _locate(config, "checkpoint", "monitor", f"monitor '{monitor}' is not a metric of this run",
-                      fix=f"choose one of {', '.join(logged)}")
+                      fix=f"choose one of {', '.join(sorted(logged))}")
+    return config
 
 
 def _key_in(block: Block, message: str) -> str | None:

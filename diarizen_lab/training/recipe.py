@@ -40,7 +40,7 @@ from diarizen_lab.training.settings import DEFAULT_OBJECTIVE, MOVED, RUNTIME, SE
 
 def load_training_config(path: Path | None, overrides: Sequence[str] = ()) -> Config:
     """Load and validate a training config (sections of :mod:`diarizen_lab.training.settings`)."""
-    return check_optimizers(load_config(path, SECTIONS, overrides, runtime=RUNTIME, moved=MOVED))
+    return check_monitor(check_optimizers(load_config(path, SECTIONS, overrides, runtime=RUNTIME, moved=MOVED)))
 
 
 def instantiate_for_task(block: Block, task: Task, **runtime: Any) -> Any:
@@ -163,7 +163,6 @@ def _train(config: Config, accelerator: Accelerator, resume: Path | bool | None,
     )
 
     objective.to(accelerator.device)
-    check_monitor(config, objective, model, dev_loader, accelerator.device)
     updates_per_epoch = math.ceil(len(train_loader) / settings.gradient_accumulation_steps)
     try:
         optimizers = build_optimizers(
