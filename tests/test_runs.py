@@ -6,7 +6,8 @@
   of a SIGKILLed run is taken over;
 - ``--resume`` with a changed config is refused with the list of changes, and ``config.toml`` is left as it was;
   ``--resume-with-changes`` applies the changes and records them in ``config.history.toml``;
-- a non-finite validation metric never makes an epoch "best".
+- a non-finite validation metric never makes an epoch "best";
+- the pruning path (a training config with a distill-prune ``[objective]``) gets the same lock and load-time checks.
 """
 
 from __future__ import annotations

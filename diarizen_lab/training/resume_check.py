@@ -11,7 +11,7 @@ is compared with the ``config.toml`` of the run that wrote the checkpoint, key b
 - keys that change neither the updates nor the values logged (:data:`HARMLESS`: logging interval, loader
   workers, retention, patience, ...) and ``[trainer] max_epochs`` when no schedule decays over the run's length
   may differ: extending a run is what resuming is for;
-- any other difference refuses the resume with the list of keys (``old -> new``), unless ``--resume-with-changes``
+- any other difference (``[task]`` and ``[objective]`` included) refuses the resume with the list of keys (``old -> new``), unless ``--resume-with-changes``
   accepts it. Accepted changes apply from the resumed epoch on: the config's optimizer hyper-parameters and
   schedules replace the checkpoint's (its optimizer moments and schedule step are kept), the model, data and
   loader are built from the config; the data order and random streams continue from the checkpoint.
