@@ -269,7 +269,9 @@ def test_a_resumed_run_writes_exactly_the_metrics_of_an_uninterrupted_one(tmp_pa
     assert [row["epoch"] for row in read_metrics(crashed_dir / "metrics.jsonl")] == [1]
     with pytest.raises(DiarizenLabError, match="already has checkpoints: pass --resume"):
         train(config)
-    resumed = train(config, resume=True)
+    with pytest.raises(InputError, match="objective.path: 'test_training_loop.CrashInEpochTwo' -> .unset."):
+        train(config, resume=True)  # the crash is a change of objective: resumed as an accepted change
+    resumed = train(config, resume=True, accept_changes=True)
     assert (resumed.epoch, resumed.step) == (3, 18)
 
     straight_rows = read_metrics(tmp_path / "exp" / "straight" / "metrics.jsonl")
@@ -299,7 +301,7 @@ def test_resume_from_an_explicit_checkpoint_continues_from_it(tmp_path, corpus):
         train(config, resume=tmp_path)
     other_task = load_training_config(write_config(tmp_path, corpus), ["trainer.max_epochs=3", "task.chunk_size=2.0"])
     with pytest.raises(DiarizenLabError, match=r"\[task\] and the checkpoint .*epoch_0002 describe different tasks"):
-        train(other_task, resume=True)
+        train(other_task, resume=True, accept_changes=True)  # refused by the resume check, and even if accepted
 
 
 def test_finetune_starts_from_trained_weights(tmp_path, corpus):

@@ -44,6 +44,14 @@ def report_errors(function: Callable[..., int | None], *args: Any, program: str 
     except DiarizenLabError as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        from diarizen_lab.utils.atomic import ENVIRONMENT_ERRNOS
+
+        if error.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"diarizen-lab: error: {error.filename or 'a file'}: {ENVIRONMENT_ERRNOS[error.errno]} "
+              "(free some space or choose another location, then run the command again)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         return 130

@@ -54,17 +54,18 @@ def recordings(source: Path) -> dict[str, Path]:
             raise InputError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in directory", path=source)
         found: dict[str, Path] = {}
         for path in files:
-            if path.stem in found:
+            name = recording_name(path)
+            if name in found:
                 raise InputError(
-                    f"{found[path.stem].name} and {path.name} would both be recording {path.stem!r}", path=source,
+                    f"{found[name].name} and {path.name} would both be recording {name!r}", path=source,
                     fix="keep one of them, or list the recordings in a wav.scp with distinct names",
                 )
-            found[path.stem] = path
+            found[name] = path
         return found
     if not source.exists():
         raise InputError("input not found", path=source, fix="pass a wav.scp, an audio file or a directory")
     if source.suffix.lower() in AUDIO_SUFFIXES:
-        return {source.stem: source}
+        return {recording_name(source): source}
     listed = read_wav_scp(source)
     for uri, path in listed.items():
         if not path.is_file():
@@ -74,8 +75,22 @@ def recordings(source: Path) -> dict[str, Path]:
     return listed
 
 
+def recording_name(audio: Path) -> str:
+    """The recording name of an audio file given directly: its stem, which must hold no whitespace (RTTM and
+    wav.scp fields are whitespace-separated; Kaldi's rule). A wav.scp names a recording itself, so the path it
+    lists may hold spaces."""
+    from diarizen_lab.errors import InputError
+
+    if any(character.isspace() for character in audio.stem):
+        raise InputError(
+            f"recording name {audio.stem!r} (the file name) contains whitespace, which an RTTM line cannot hold",
+            path=audio,
+            fix="rename the file, or list it in a wav.scp line '<name> <path with spaces>'",
+        )
+    return audio.stem
+
+
 def run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
     from diarizen_lab.config import load_config
@@ -83,15 +98,18 @@ def run(args: argparse.Namespace) -> int:
     from diarizen_lab.evaluation.pipeline import DiarizationConfig, build_pipeline, diarize_file
     from diarizen_lab.evaluation.rttm import write_rttm
     from diarizen_lab.models.io import load_model
+    from diarizen_lab.utils.atomic import require_writable_dir
+    from diarizen_lab.utils.devices import resolve_device
 
     logging.basicConfig(format="diarizen-lab: warning: %(message)s", level=logging.WARNING)
     settings = load_config(args.config, {"diarization": DiarizationConfig}, args.overrides)["diarization"]
     if args.output.exists() and not args.output.is_dir():
         raise DiarizenLabError(f"{args.output}: exists and is not a directory (-o takes the output directory)")
+    require_writable_dir(args.output, "-o output directory")
+    device = resolve_device(args.device)
     todo = recordings(args.input)
     if args.skip_existing:
         todo = {uri: path for uri, path in todo.items() if not (args.output / f"{uri}.rttm").exists()}
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.checkpoint)
     pipeline = build_pipeline(model, settings, checkpoint_dir=args.checkpoint_dir, device=device)
     for uri, path in tqdm(todo.items(), desc="diarize", unit="rec", disable=len(todo) < 2):

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``-C/--config``, ``--set`` and ``--resume`` (shared with the training recipes)."""
+    """``-C/--config``, ``--set``, ``--resume`` and ``--resume-with-changes`` (shared with the training recipes;
+    the last two are read back with :func:`resume_request`)."""
     add_config_arguments(parser)
     parser.add_argument(
         "--resume",
@@ -31,14 +32,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="PATH",
         help="continue from the latest checkpoint of the experiment (start fresh if it has none), "
-        "or from PATH (a checkpoints/epoch_NNNN directory or an experiment directory)",
+        "or from PATH (a checkpoints/epoch_NNNN directory or an experiment directory); refused when the config "
+        "changes the run",
     )
+    parser.add_argument(
+        "--resume-with-changes",
+        action="store_true",
+        help="resume (as --resume) even though the config changes the run (learning rate, data, batch, model, "
+        "schedule...): the changes apply from the resumed epoch on and are recorded in config.history.toml",
+    )
+
+
+def resume_request(args: argparse.Namespace) -> dict:
+    """The ``resume`` and ``accept_changes`` arguments of the training recipes."""
+    resume = True if args.resume is None and args.resume_with_changes else args.resume
+    return {"resume": resume, "accept_changes": args.resume_with_changes}
 
 
 def run(args: argparse.Namespace) -> int:
     from diarizen_lab.training.recipe import load_training_config, train
 
-    train(load_training_config(args.config, args.overrides), resume=args.resume)
+    train(load_training_config(args.config, args.overrides), **resume_request(args))
     return 0
 
 

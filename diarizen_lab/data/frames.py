@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from diarizen_lab.errors import DiarizenLabError
+
 if TYPE_CHECKING:
     from pyannote.core import SlidingWindow
 
@@ -45,6 +47,7 @@ class FrameGeometry:
         """
         field = model.receptive_field
         sample_rate = round(model.receptive_field_size(1) / field.duration)
+        require_receptive_field(model, chunk_size, "chunk_size")
         return cls(
             num_frames=int(model.num_frames(round(chunk_size * sample_rate))),
             step=float(field.step),
@@ -66,3 +69,15 @@ class FrameGeometry:
         from pyannote.core import SlidingWindow
 
         return SlidingWindow(start=offset + self.start, duration=self.duration, step=self.step)
+
+
+def require_receptive_field(model: FramedModel, seconds: float, setting: str) -> None:
+    """Refuse a chunk (or inference window) of ``seconds`` shorter than one receptive field of ``model``:
+    it would have no output frame (``setting`` names it in the message)."""
+    field = model.receptive_field.duration
+    if seconds < field:
+        raise DiarizenLabError(
+            f"{setting} = {seconds:g} s is shorter than the model's receptive field ({field:g} s): "
+            f"use at least {field:g} s"
+        )
+

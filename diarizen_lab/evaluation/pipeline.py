@@ -20,6 +20,7 @@ embeddings, 2.4 GiB for 18,000.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -28,9 +29,11 @@ import torch
 from pyannote.audio import Inference, Model
 from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
+from pyannote.audio.pipelines.clustering import AgglomerativeClustering
 from pyannote.core import Annotation, Segment, SlidingWindowFeature
 from scipy.ndimage import median_filter
 
+from diarizen_lab.data.frames import require_receptive_field
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.evaluation.audio import load_audio
 from diarizen_lab.evaluation.embedding import DEFAULT_EMBEDDING, load_embedding
@@ -94,6 +97,31 @@ class DiarizationConfig:
                 raise DiarizenLabError(f"{name} must be >= 1, got {value}")
         if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
             raise DiarizenLabError(f"min_speakers ({self.min_speakers}) > max_speakers ({self.max_speakers})")
+        check_ranges(self)
+
+
+def check_ranges(config: DiarizationConfig) -> None:
+    """The settings pyannote.audio would only refuse mid-run (or never): batch sizes, thresholds, durations,
+    the AHC linkage (one of pyannote's own choices)."""
+    methods = AgglomerativeClustering().method.choices
+    finite = math.isfinite
+    checks = [
+        ("ahc_method", config.ahc_method in methods, f"one of {', '.join(methods)}"),
+        ("segmentation_batch_size", config.segmentation_batch_size >= 1, ">= 1"),
+        ("embedding_batch_size", config.embedding_batch_size >= 1, ">= 1"),
+        ("min_cluster_size", config.min_cluster_size >= 1, ">= 1"),
+        ("segmentation_threshold", 0.0 <= config.segmentation_threshold <= 1.0, "in [0, 1]"),
+        ("min_duration_off", finite(config.min_duration_off) and config.min_duration_off >= 0, ">= 0 seconds"),
+        ("ahc_threshold", finite(config.ahc_threshold), "a finite number"),
+        ("vbx_threshold", finite(config.vbx_threshold), "a finite number"),
+        ("vbx_fa", finite(config.vbx_fa) and config.vbx_fa > 0, "> 0"),
+        ("vbx_fb", finite(config.vbx_fb) and config.vbx_fb > 0, "> 0"),
+        ("channel", config.channel is None or config.channel >= 0, ">= 0 (0-based)"),
+        ("window", config.window is None or finite(config.window), "a finite number of seconds"),
+    ]
+    for name, valid, requirement in checks:
+        if not valid:
+            raise DiarizenLabError(f"{name} must be {requirement}, got {getattr(config, name)!r}")
 
 
 class UnusedPLDA(PLDA):
@@ -126,6 +154,7 @@ class DiarizationPipeline(SpeakerDiarization):
         )
         self.config = config
         window = config.window or segmentation.specifications.duration
+        require_receptive_field(segmentation, window, "[diarization] window")
         if window != segmentation.specifications.duration:
             self._segmentation = Inference(
                 segmentation,

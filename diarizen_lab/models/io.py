@@ -31,6 +31,7 @@ from diarizen_lab.config import accepts, import_object, instantiate
 from diarizen_lab.data.task import Task
 from diarizen_lab.errors import InputError, describe
 from diarizen_lab.utils.atomic import atomic_path
+from diarizen_lab.utils.finite import require_finite_weights
 from diarizen_lab.utils.torch_files import UnsafePickleError, load_torch_file
 
 FORMAT = "diarizen_lab.model/1"
@@ -102,6 +103,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         or not isinstance(checkpoint.get("state_dict"), dict)
     ):
         raise InputError("checkpoint lacks a valid 'model' {path, args} block or 'state_dict'", path=path)
+    require_finite_weights(checkpoint["state_dict"], path)
     return checkpoint
 
 

@@ -24,6 +24,9 @@ class HiddenStateDistillation(nn.Module):
     over the pairs.
     """
 
+    #: the names of the unweighted parts :meth:`forward` returns
+    PARTS = ("l1", "l2", "cos")
+
     def __init__(
         self,
         l1_weight: float = 1.0,
@@ -46,7 +49,7 @@ class HiddenStateDistillation(nn.Module):
         if len(predictions) != len(targets) or not predictions:
             raise ValueError(f"need as many predictions as targets (got {len(predictions)} and {len(targets)})")
         zero = predictions[0].new_zeros((), dtype=torch.float32)
-        parts = {"l1": zero, "l2": zero, "cos": zero}
+        parts = dict.fromkeys(self.PARTS, zero)
         for prediction, target in zip(predictions, targets):
             prediction, target = prediction.float(), target.detach().float()
             difference = prediction - target

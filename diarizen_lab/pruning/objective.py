@@ -68,6 +68,7 @@ class DistillPruneObjective(Objective):
 
     #: distillation matches hidden states: the datasets need no labels
     uses_labels = False
+    metric_names = ("loss", *HiddenStateDistillation.PARTS)
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.data.task import Task
 from diarizen_lab.models.io import MODEL_FILE, load_checkpoint, model_task
 from diarizen_lab.training.checkpoint import (
+    STATE_FILE,
     Checkpointer,
     capture_rng_state,
     load_training_state,
@@ -45,7 +46,8 @@ from diarizen_lab.training.clipping import GradientClipper
 from diarizen_lab.training.loaders import EpochLoader, to_device
 from diarizen_lab.training.objective import Objective
 from diarizen_lab.training.optim import NamedOptimizer
-from diarizen_lab.training.run_dir import CHECKPOINTS, rank_epochs, read_metric
+from diarizen_lab.training.resume_check import load_weights, require_training_state
+from diarizen_lab.training.run_dir import CHECKPOINTS, is_selectable, rank_epochs, read_metric
 from diarizen_lab.training.run_log import RunLog
 from diarizen_lab.training.settings import CheckpointSettings, TrainerSettings
 
@@ -97,6 +99,7 @@ class Trainer:
         self.checkpointer = Checkpointer(run_dir / CHECKPOINTS, keep_last_n=checkpoint.keep_last_n)
         self.run_log = RunLog(run_dir, enabled=accelerator.is_main_process)
         self.state = TrainerState()
+        self.resumed_from: Path | None = None
         self._clipped = [p for named in self.optimizers if named.clip for p in named.parameters()]
         self._started = self._window_started = time.perf_counter()
 
@@ -108,17 +111,17 @@ class Trainer:
     # Running
 
     def fit(self, resume_from: Path | None = None) -> TrainerState:
-        """Train until ``max_epochs`` or early stopping; continue from ``resume_from`` (a checkpoint dir)."""
+        """Train until ``max_epochs`` or early stopping; continue from ``resume_from`` (a checkpoint dir), or
+        from the checkpoint already given to :meth:`load`."""
         if resume_from is not None:
             self.load(resume_from)
+        resumed = self.resumed_from is not None
         if self.accelerator.is_main_process:
             self.checkpointer.remove_stale_temporaries()
-        self.run_log.start(
-            resumed_epoch=self.state.epoch if resume_from is not None else None, resumed_step=self.state.step
-        )
+        self.run_log.start(resumed_epoch=self.state.epoch if resumed else None, resumed_step=self.state.step)
         self._started = self._window_started = time.perf_counter()
         try:
-            if resume_from is None and self.settings.validate_at_start:
+            if not resumed and self.settings.validate_at_start:
                 row = self.validation_row(0)
                 self.run_log.append(row)
                 self._announce(row, is_best=False)
@@ -314,7 +317,7 @@ class Trainer:
             )
         value = row[self.checkpoint_settings.monitor]
         best = self.state.best_value
-        improved = math.isfinite(value) and (
+        improved = is_selectable(value) and (
             best is None or (value < best if self.checkpoint_settings.mode == "min" else value > best)
         )
         if improved:
@@ -374,13 +377,13 @@ class Trainer:
 
     def load(self, checkpoint: Path) -> None:
         """Restore model weights, optimizers, schedules, scaler, clipper, objective, counters and RNG states."""
-        state = load_training_state(checkpoint)
+        state = require_training_state(load_training_state(checkpoint), checkpoint / STATE_FILE)
         saved = load_checkpoint(checkpoint / MODEL_FILE)
         trained_for, _ = model_task(saved["model"])
         task = getattr(self.unwrapped_model, "task", None)
         if trained_for is not None and isinstance(task, Task):
             task.check_same(trained_for, "[task]", f"the checkpoint {checkpoint}")
-        self.unwrapped_model.load_state_dict(saved["state_dict"], strict=True)
+        load_weights(self.unwrapped_model, saved["state_dict"], checkpoint / MODEL_FILE)
         names = {named.name for named in self.optimizers}
         if set(state["optimizers"]) != names:
             raise InputError(
@@ -406,6 +409,7 @@ class Trainer:
                 f"warning: {checkpoint} was saved by {len(rng_states)} process(es), this run has "
                 f"{self.accelerator.num_processes}: random streams restart, the run is not bit-identical"
             )
+        self.resumed_from = checkpoint
 
 
 #: window counters summed over processes at validation (grad-norm statistics are the same on every process)

@@ -13,6 +13,8 @@ from pyannote.audio.utils.powerset import Powerset
 
 #: The error counts returned by :func:`der_counts`.
 DER_COUNTS = ("false_alarm", "missed_detection", "confusion", "speech")
+#: the names of :func:`der_rates`
+DER_RATES = ("der", "miss", "fa", "confusion")
 
 
 def der_counts(
@@ -39,9 +41,5 @@ def der_rates(counts: dict[str, float]) -> dict[str, float]:
     """``der``, ``miss``, ``fa`` and ``confusion`` as fractions of the reference speech."""
     speech = max(counts["speech"], 1e-8)
     errors = counts["false_alarm"] + counts["missed_detection"] + counts["confusion"]
-    return {
-        "der": errors / speech,
-        "miss": counts["missed_detection"] / speech,
-        "fa": counts["false_alarm"] / speech,
-        "confusion": counts["confusion"] / speech,
-    }
+    rates = (errors, counts["missed_detection"], counts["false_alarm"], counts["confusion"])
+    return {name: value / speech for name, value in zip(DER_RATES, rates)}

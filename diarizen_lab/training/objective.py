@@ -17,6 +17,10 @@ The trainer calls:
   processes, then turned into metrics by :meth:`Objective.validation_metrics` (logged as ``val/<name>``);
 - :meth:`Objective.epoch_metrics` at every validation, for metrics that are not sums over batches.
 
+:attr:`Objective.metric_names` declares the names :meth:`Objective.validation_metrics` returns, so that the
+config loader can check ``[checkpoint] monitor`` without building the objective (an objective that declares
+none is checked at its first validation instead).
+
 An objective is an ``nn.Module``: it moves to the training device with the model, and its ``state_dict``
 (parameters, buffers, ``get_extra_state``) is saved in every checkpoint. Its parameters are not wrapped by
 DDP: their gradients must be the same on every process (e.g. functions of synchronised model parameters).
@@ -35,7 +39,7 @@ from torch import nn
 from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError
 from diarizen_lab.training.loss import powerset_nll
-from diarizen_lab.training.metrics import DER_COUNTS, der_counts, der_rates
+from diarizen_lab.training.metrics import DER_COUNTS, DER_RATES, der_counts, der_rates
 from diarizen_lab.training.optim import NamedOptimizer
 
 Batch = dict[str, torch.Tensor]
@@ -46,6 +50,8 @@ class Objective(nn.Module, abc.ABC):
 
     #: whether batches need frame labels (the datasets then get the model's frame geometry)
     uses_labels: bool = True
+    #: the names :meth:`validation_metrics` returns (logged as ``val/<name>``); empty: not declared
+    metric_names: tuple[str, ...] = ()
 
     def model_arguments(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Arguments this objective supplies to the ``[model]`` block whose own arguments are ``args``."""
@@ -87,6 +93,8 @@ class PowersetObjective(Objective):
     task : Task
         Its speaker counts define the powerset (supplied by the recipe).
     """
+
+    metric_names = ("loss", *DER_RATES)
 
     def __init__(self, *, task: Task) -> None:
         super().__init__()

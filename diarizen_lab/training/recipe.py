@@ -19,7 +19,7 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 from torch.utils.data import Dataset
 
-from diarizen_lab.config import Block, Config, accepts, instantiate, load_config, save_resolved
+from diarizen_lab.config import Block, Config, accepts, instantiate, load_config
 from diarizen_lab.data.dataset import collate
 from diarizen_lab.data.frames import FrameGeometry
 from diarizen_lab.data.task import Task
@@ -27,24 +27,30 @@ from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.models.io import find_model_file, load_checkpoint, model_task
 from diarizen_lab.training.checkpoint import Checkpointer, resolve_checkpoint
 from diarizen_lab.training.clipping import GradientClipper
+from diarizen_lab.training.config_checks import at_key, check_monitor, check_optimizers, located
 from diarizen_lab.training.loaders import EpochLoader, validation_loader
 from diarizen_lab.training.loop import Trainer, TrainerState
 from diarizen_lab.training.objective import Objective
 from diarizen_lab.training.optim import build_optimizers
+from diarizen_lab.training.resume_check import check_resume, configured_values_kept, record_config
 from diarizen_lab.training.run_dir import CHECKPOINTS
+from diarizen_lab.training.run_lock import hold_run_dir
 from diarizen_lab.training.settings import DEFAULT_OBJECTIVE, MOVED, REFUSED, RUNTIME, SECTIONS, TrainerSettings
 
 
 def load_training_config(path: Path | None, overrides: Sequence[str] = ()) -> Config:
     """Load and validate a training config (sections of :mod:`diarizen_lab.training.settings`)."""
-    return load_config(path, SECTIONS, overrides, runtime=RUNTIME, moved=MOVED, refused=REFUSED)
+    config = load_config(path, SECTIONS, overrides, runtime=RUNTIME, moved=MOVED, refused=REFUSED)
+    return check_monitor(check_optimizers(config))
 
 
 def instantiate_for_task(block: Block, task: Task, **runtime: Any) -> Any:
-    """Instantiate ``block`` with ``runtime`` arguments, and ``task=task`` when its callable takes one."""
+    """Instantiate ``block`` with ``runtime`` arguments, and ``task=task`` when its callable takes one; what the
+    callable refuses is reported at the block."""
     if accepts(block.path, "task"):
         runtime["task"] = task
-    return instantiate(block, **runtime)
+    with located(block):
+        return instantiate(block, **runtime)
 
 
 def build_objective(block: Block | None, task: Task) -> Objective:
@@ -115,16 +121,24 @@ def checkpoint_to_resume(run_dir: Path, resume: Path | bool | None) -> Path | No
     return resolve_checkpoint(Path(resume))
 
 
-def train(config: Config, resume: Path | bool | None = None) -> TrainerState:
+def train(config: Config, resume: Path | bool | None = None, accept_changes: bool = False) -> TrainerState:
     """Run the training described by ``config``; see :mod:`diarizen_lab.training` for the sections.
 
     ``resume``: ``None``/``False`` for a fresh run (refused if the run already has checkpoints), ``True`` for
-    its latest checkpoint, or a checkpoint or experiment directory.
+    its latest checkpoint, or a checkpoint or experiment directory. One run at a time per experiment directory
+    (:mod:`~diarizen_lab.training.run_lock`); a resume with a config that changes the run is refused unless
+    ``accept_changes`` (:mod:`~diarizen_lab.training.resume_check`).
     """
+    accelerator = build_accelerator(config["trainer"])
+    with hold_run_dir(config["meta"].run_dir, accelerator):
+        return _train(config, accelerator, resume, accept_changes)
+
+
+def _train(config: Config, accelerator: Accelerator, resume: Path | bool | None, accept_changes: bool) -> TrainerState:
     meta, settings, task = config["meta"], config["trainer"], config["task"]
-    accelerator = build_accelerator(settings)
     run_dir = meta.run_dir
     resume_from = checkpoint_to_resume(run_dir, resume)
+    changes = check_resume(config, resume_from, accept_changes)
 
     set_seed(meta.seed)  # the same initial weights on every process
     objective = build_objective(config["objective"], task)
@@ -133,7 +147,10 @@ def train(config: Config, resume: Path | bool | None = None) -> TrainerState:
         initialise_from(model, config["finetune"].init_from.require(), task)
     model.to(accelerator.device)
 
-    frames = FrameGeometry.from_model(model, task.chunk_size) if objective.uses_labels else None
+    frames = None
+    if objective.uses_labels:  # labels need the model's frames; a chunk shorter than its receptive field has none
+        with at_key(config, "task", "chunk_size"):
+            frames = FrameGeometry.from_model(model, task.chunk_size)
     loaders = config["dataloader"]
     pin_memory = accelerator.device.type == "cuda"
     shards = dict(num_processes=accelerator.num_processes, process_index=accelerator.process_index)
@@ -158,8 +175,6 @@ def train(config: Config, resume: Path | bool | None = None) -> TrainerState:
     model = accelerator.prepare_model(model)
     set_seed(meta.seed + accelerator.process_index)  # different dropout masks on different processes
 
-    if accelerator.is_main_process:
-        save_resolved(config, run_dir)
     trainer = Trainer(
         accelerator=accelerator,
         model=model,
@@ -172,6 +187,11 @@ def train(config: Config, resume: Path | bool | None = None) -> TrainerState:
         checkpoint=config["checkpoint"],
         run_dir=run_dir,
     )
-    state = trainer.fit(resume_from)
+    if resume_from is not None:  # loaded before anything in run_dir is rewritten; accepted changes apply
+        with configured_values_kept(optimizers, keep=bool(changes)):
+            trainer.load(resume_from)
+    if accelerator.is_main_process:
+        record_config(config, run_dir, changes, resume_from, trainer.state.epoch, trainer.state.step)
+    state = trainer.fit()
     accelerator.end_training()
     return state

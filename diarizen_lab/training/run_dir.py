@@ -84,7 +84,17 @@ class EpochScore:
 
     @property
     def finite(self) -> bool:
-        return math.isfinite(self.value)
+        return is_selectable(self.value)
+
+
+def is_selectable(value: Any) -> bool:
+    """Whether a metric value may make an epoch "best", or be picked for retention or averaging: a real,
+    finite number (not ``None``, a bool, NaN or an infinity). The one rule of the trainer and of this module.
+
+    >>> [is_selectable(v) for v in (0.25, 3, float("nan"), float("inf"), None, True)]
+    [True, True, False, False, False, False]
+    """
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ---------------------------------------------------------------------------------------------------------

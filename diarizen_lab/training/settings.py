@@ -23,6 +23,13 @@ class Meta:
     exp_dir: Path = Path("exp")
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # the run directory is exp_dir/name: nothing may be trained beside or above it
+        plain = self.name not in ("", ".", "..") and self.name.strip() == self.name
+        plain = plain and not set("/\\\0") & set(self.name)
+        _require(plain, "meta", f"name must be a plain directory name (no '/', not '.' or '..'), got {self.name!r}")
+        _require(0 <= self.seed < 2**32, "meta", f"seed must be in [0, 2**32), got {self.seed}")
+
     @property
     def run_dir(self) -> Path:
         """``exp_dir/name``: the experiment directory."""

@@ -38,12 +38,12 @@ machine sees: each process reads its own random state from the checkpoint when r
 import argparse
 import sys
 
-from diarizen_lab.cli.train import run_script
+from diarizen_lab.cli.train import resume_request, run_script
 from diarizen_lab.training.recipe import load_training_config, train
 
 
 def main(args: argparse.Namespace) -> None:
-    train(load_training_config(args.config, args.overrides), resume=args.resume)
+    train(load_training_config(args.config, args.overrides), **resume_request(args))
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ The config is a training config whose ``[objective]`` is ``diarizen_lab.pruning.
 import argparse
 import sys
 
-from diarizen_lab.cli.train import run_script
+from diarizen_lab.cli.train import resume_request, run_script
 from diarizen_lab.training.recipe import load_training_config, train
 
 
 def main(args: argparse.Namespace) -> None:
-    train(load_training_config(args.config, args.overrides), resume=args.resume)
+    train(load_training_config(args.config, args.overrides), **resume_request(args))
 
 
 if __name__ == "__main__":
