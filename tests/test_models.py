@@ -21,7 +21,7 @@ from diarizen_lab.models.fbank_conformer import FbankConformer
 from diarizen_lab.models.layer_weighting import LayerWeighting
 from diarizen_lab.models.wavlm import WavLM, WavLMConfig, get_preset
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
-from diarizen_lab.store.wavlm_formats import save_wavlm
+from diarizen_lab.models.wavlm.formats import save_wavlm
 
 SAMPLE_WAV = Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"
 SMALL_HEAD = dict(attention_in=32, ffn_hidden=64, num_heads=2, num_layers=1, kernel_size=7)

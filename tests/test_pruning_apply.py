@@ -11,7 +11,7 @@ from diarizen_lab.models.wavlm import WavLM, WavLMConfig, get_preset, load_wavlm
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
 from diarizen_lab.pruning import PruningStudent, full_keep, mac_counts, param_counts, prune_student
 from diarizen_lab.pruning.apply import max_hidden_state_difference
-from diarizen_lab.store.wavlm_formats import save_wavlm
+from diarizen_lab.models.wavlm.formats import save_wavlm
 
 S80_CHANNELS = [90, 161, 173, 181, 351, 155, 137]
 S80_BASE_PLUS = dict(

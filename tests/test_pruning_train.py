@@ -14,7 +14,7 @@ from diarizen_lab.evaluation.average import EpochScore
 from diarizen_lab.models.wavlm import WavLM, get_preset, load_wavlm
 from diarizen_lab.pruning.recipe import distill_prune, load_pruning_config
 from diarizen_lab.pruning.selection import select_after_peak
-from diarizen_lab.store.wavlm_formats import save_wavlm
+from diarizen_lab.models.wavlm.formats import save_wavlm
 
 CONFIG = Path(__file__).resolve().parents[1] / "conf" / "prune_tiny.toml"
 RATE = 16000

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from diarizen_lab.errors import InputError
 from diarizen_lab.models.wavlm import STANDARD_CONV_LAYERS, WavLM, get_preset
-from diarizen_lab.store.wavlm_formats import (
+from diarizen_lab.models.wavlm.formats import (
     FORMAT,
     convert_wavlm,
     load_wavlm,

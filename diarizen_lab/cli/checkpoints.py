@@ -157,7 +157,7 @@ def _repair(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from diarizen_lab.store import resolve_asset
-    from diarizen_lab.store.wavlm_formats import convert_wavlm
+    from diarizen_lab.models.wavlm.formats import convert_wavlm
 
     if args.destination.exists() and not args.force:
         raise DiarizenLabError(f"{args.destination} exists (pass --force to overwrite it)")

@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_extract(args: argparse.Namespace) -> int:
     from diarizen_lab.pruning.extract import extract_wavlm
-    from diarizen_lab.store.wavlm_formats import save_wavlm
+    from diarizen_lab.models.wavlm.formats import save_wavlm
 
     wavlm = extract_wavlm(args.checkpoint)
     save_wavlm(args.output, wavlm)
@@ -105,7 +105,7 @@ def run_apply(args: argparse.Namespace) -> int:
     from diarizen_lab.models.io import find_model_file, load_model
     from diarizen_lab.pruning.apply import max_hidden_state_difference, prune_student, pruning_report
     from diarizen_lab.pruning.student import PruningStudent
-    from diarizen_lab.store.wavlm_formats import save_wavlm
+    from diarizen_lab.models.wavlm.formats import save_wavlm
     from diarizen_lab.utils.atomic import atomic_open
 
     source = find_model_file(args.checkpoint)
@@ -117,7 +117,7 @@ def run_apply(args: argparse.Namespace) -> int:
     before = student.wavlm.config
     if args.teacher is not None:
         from diarizen_lab.store import resolve_asset
-        from diarizen_lab.store.wavlm_formats import load_wavlm_checkpoint
+        from diarizen_lab.models.wavlm.formats import load_wavlm_checkpoint
 
         before, _ = load_wavlm_checkpoint(resolve_asset(args.teacher))
     pruned = prune_student(student)
