@@ -105,7 +105,13 @@ def load_model(path_or_dir: str | os.PathLike, map_location: str | torch.device 
         model = build_model(checkpoint["model"])
     except (ValueError, TypeError) as error:
         raise InputError(f"cannot build model {checkpoint['model']['path']!r}: {error}", path=path) from None
-    state_dict = checkpoint["state_dict"]
+    load_state_dict_strictly(model, checkpoint["state_dict"], path, checkpoint["model"]["path"])
+    return model.to(map_location).eval()
+
+
+def load_state_dict_strictly(model: nn.Module, state_dict: dict[str, Any], path: str | os.PathLike, what: str) -> None:
+    """Load ``state_dict`` into ``model``; if it does not match exactly, the error lists the missing, unexpected
+    and mis-shaped entries (``what`` names the architecture, ``path`` the file)."""
     expected = model.state_dict()
     missing = sorted(expected.keys() - state_dict.keys())
     unexpected = sorted(state_dict.keys() - expected.keys())
@@ -121,12 +127,11 @@ def load_model(path_or_dir: str | os.PathLike, map_location: str | torch.device 
     ]
     if problems:
         raise InputError(
-            f"state dict does not match {checkpoint['model']['path']} ({'; '.join(problems)})",
+            f"state dict does not match {what} ({'; '.join(problems)})",
             path=path,
             fix="the weights were saved from a different architecture",
         )
     model.load_state_dict(state_dict, strict=True)
-    return model.to(map_location).eval()
 
 
 def _abbreviate(names: list[str], limit: int = 8) -> str:
