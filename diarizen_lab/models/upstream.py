@@ -173,7 +173,8 @@ def released_architecture(released: ReleasedModel, wavlm: dict[str, Any]) -> dic
     try:
         block, task = convert_model_section({"path": UPSTREAM_MODEL, "args": args}, source=str(config_path))
     except UnsupportedKeysError as error:
-        raise InputError(str(error)) from None
+        unsupported = "; ".join(item.removeprefix("model.args.") for item in error.unsupported)
+        raise InputError(f"[model.args] has no equivalent here: {unsupported}", path=config_path) from None
     expected = {"wavlm_layer_num": len(wavlm["num_heads"]) + 1, "wavlm_feat_dim": wavlm["embed_dim"]}
     wrong = [f"{key} = {args[key]} (the WavLM gives {value})" for key, value in expected.items()
              if key in args and args[key] != value]
@@ -188,7 +189,6 @@ def load_released_model(folder: str | os.PathLike, map_location: str | torch.dev
     """Our model with a released folder's weights, in eval mode (see the module documentation)."""
     from diarizen_lab.models.io import build_model, load_state_dict_strictly
     from diarizen_lab.models.wavlm.upstream import wavlm_from_upstream
-    from diarizen_lab.models.wavlm_conformer import head_state_dict_from_upstream
 
     released = read_released_model(folder)
     config_path = released.folder / CONFIG_FILE
@@ -208,6 +208,8 @@ def load_released_model(folder: str | os.PathLike, map_location: str | torch.dev
         model = build_model(architecture)
     except (ValueError, TypeError) as error:
         raise InputError(f"cannot build the model of this config: {error}", path=config_path) from None
+    from diarizen_lab.models.wavlm_conformer import head_state_dict_from_upstream
+
     ours = {**{f"wavlm.{key}": value for key, value in wavlm_state.items()}, **head_state_dict_from_upstream(head_state)}
     load_state_dict_strictly(model, ours, released.weights, f"upstream {UPSTREAM_MODEL}")
     return model.to(map_location).eval()

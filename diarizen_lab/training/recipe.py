@@ -19,7 +19,6 @@ from diarizen_lab.config import Block, Config, instantiate, load_config, save_re
 from diarizen_lab.data.dataset import collate
 from diarizen_lab.data.frames import FrameGeometry
 from diarizen_lab.errors import DiarizenLabError, InputError
-from diarizen_lab.models.io import find_model_file, load_checkpoint
 from diarizen_lab.training.checkpoint import Checkpointer, resolve_checkpoint
 from diarizen_lab.training.clipping import GradientClipper
 from diarizen_lab.training.loaders import EpochLoader, validation_loader
@@ -51,16 +50,17 @@ def build_accelerator(settings: TrainerSettings) -> Accelerator:
 
 
 def initialise_from(model: nn.Module, source: Path) -> None:
-    """Copy trained weights (a model.pt, a checkpoint or an experiment directory) into ``model``."""
-    path = find_model_file(source)
-    state_dict = load_checkpoint(path)["state_dict"]
+    """Copy trained weights into ``model``: from anything :func:`diarizen_lab.models.load_model` reads (a model.pt,
+    a checkpoint or experiment directory, a released DiariZen folder)."""
+    from diarizen_lab.models import load_model
+
     try:
-        model.load_state_dict(state_dict, strict=True)
+        model.load_state_dict(load_model(source).state_dict(), strict=True)
     except RuntimeError as error:
         reason = str(error).splitlines()[0]
         raise InputError(
             f"[finetune] weights do not fit the configured [model] ({reason})",
-            path=path,
+            path=source,
             fix="configure the same architecture as the checkpoint",
         ) from None
 
