@@ -42,6 +42,7 @@ class FbankConformer(PowersetSegmentationModel):
         selected_channel: int = 0,
         sample_rate: int = 16000,
         num_channels: int = 1,
+        conformer_conv_norm: str = "batch",
     ) -> None:
         fbank = LogMelFbank(sample_rate, num_mel_bins, window_ms, hop_ms, frame_stacking)
         super().__init__(
@@ -58,6 +59,7 @@ class FbankConformer(PowersetSegmentationModel):
             selected_channel=selected_channel,
             sample_rate=sample_rate,
             num_channels=num_channels,
+            conformer_conv_norm=conformer_conv_norm,
         )
         self.fbank = fbank
         self._frontend_args = dict(

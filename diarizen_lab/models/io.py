@@ -9,6 +9,10 @@ Format (``torch.save`` of a dict)::
 
 Files are read with ``torch.load(weights_only=True)``: a checkpoint never executes code, so ``meta`` must hold
 only plain values (str, int, float, bool, None, lists, dicts, tensors).
+
+``args`` lists every constructor argument. An argument added to a model later is absent from older files; on
+reading, it takes the value that reproduces what those files were trained as (:data:`ARGS_BEFORE_THEY_EXISTED`),
+not the constructor default.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from diarizen_lab.utils.atomic import atomic_path
 
 FORMAT = "diarizen_lab.model/1"
 MODEL_FILE = "model.pt"
+
+#: Per model class, constructor arguments added after files were first written, with the value that files
+#: lacking them imply (the variant the code had then; the defaults are now upstream DiariZen's variants).
+ARGS_BEFORE_THEY_EXISTED: dict[str, dict[str, Any]] = {
+    "diarizen_lab.models.wavlm_conformer.WavLMConformer": {"layer_weighting": "softmax", "conformer_conv_norm": "layer"},
+    "diarizen_lab.models.fbank_conformer.FbankConformer": {"conformer_conv_norm": "layer"},
+}
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
@@ -85,6 +96,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         or not isinstance(checkpoint.get("state_dict"), dict)
     ):
         raise InputError("checkpoint lacks a valid 'model' {path, args} block or 'state_dict'", path=path)
+    implied = ARGS_BEFORE_THEY_EXISTED.get(architecture["path"], {})
+    architecture["args"] = {**implied, **architecture.get("args", {})}
     return checkpoint
 
 

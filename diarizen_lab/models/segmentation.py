@@ -35,6 +35,9 @@ class PowersetSegmentationModel(Model, abc.ABC):
         Training chunk duration in seconds (``specifications.duration``).
     attention_in, ffn_hidden, num_heads, num_layers, kernel_size, dropout
         Conformer encoder (see :class:`~diarizen_lab.models.conformer.ConformerEncoder`).
+    conformer_conv_norm : {"batch", "layer"}
+        Normalisation in the Conformer convolution modules: upstream DiariZen's ``BatchNorm1d`` or a
+        ``LayerNorm`` (``conv_norm`` of :class:`~diarizen_lab.models.conformer.ConformerEncoder`).
     max_speakers_per_chunk : int
         Local speakers per chunk (``specifications.classes``).
     max_speakers_per_frame : int
@@ -64,6 +67,7 @@ class PowersetSegmentationModel(Model, abc.ABC):
         selected_channel: int = 0,
         sample_rate: int = 16000,
         num_channels: int = 1,
+        conformer_conv_norm: str = "batch",
     ) -> None:
         # pyannote's Model only declares mono input: channels are handled here.
         super().__init__(sample_rate=sample_rate, num_channels=1)
@@ -100,11 +104,14 @@ class PowersetSegmentationModel(Model, abc.ABC):
             selected_channel=selected_channel,
             sample_rate=sample_rate,
             num_channels=num_channels,
+            conformer_conv_norm=conformer_conv_norm,
         )
 
         self.projection = nn.Linear(feature_dim, attention_in)
         self.projection_norm = nn.LayerNorm(attention_in)
-        self.conformer = ConformerEncoder(attention_in, ffn_hidden, num_heads, num_layers, kernel_size, dropout)
+        self.conformer = ConformerEncoder(
+            attention_in, ffn_hidden, num_heads, num_layers, kernel_size, dropout, conformer_conv_norm
+        )
         self.classifier = nn.Linear(attention_in, self.dimension)
         self.activation = nn.LogSoftmax(dim=-1)
 

@@ -10,7 +10,7 @@ from torch import nn
 from diarizen_lab.errors import DiarizenLabError
 from diarizen_lab.models.layer_weighting import LayerWeighting
 from diarizen_lab.models.segmentation import PowersetSegmentationModel
-from diarizen_lab.models.wavlm import WavLM, WavLMConfig, get_preset, load_wavlm
+from diarizen_lab.models.wavlm import TRAINING_FIELDS, WavLM, WavLMConfig, get_preset, load_wavlm
 
 
 class WavLMConformer(PowersetSegmentationModel):
@@ -27,6 +27,16 @@ class WavLMConformer(PowersetSegmentationModel):
     freeze_wavlm : bool
         Keep WavLM weights fixed: no gradients, and WavLM stays in eval mode (no dropout, no layer drop) even
         when the model trains.
+    wavlm_training : dict, optional
+        WavLM regularisation settings overriding those of the architecture or checkpoint
+        (:data:`~diarizen_lab.models.wavlm.TRAINING_FIELDS`: ``dropout``, ``layer_drop``, ``projection_dropout``,
+        ...), e.g. ``{layer_drop = 0.0}``.
+    layer_weighting : {"linear", "softmax"}
+        How hidden states are combined (:class:`~diarizen_lab.models.layer_weighting.LayerWeighting`): upstream
+        DiariZen's raw linear weights, or softmax-normalised weights (models written before this option).
+    conformer_conv_norm : {"batch", "layer"}
+        Normalisation in the Conformer convolution modules: upstream DiariZen's BatchNorm, or LayerNorm (models
+        written before this option).
     **kwargs
         Conformer, powerset and input settings of
         :class:`~diarizen_lab.models.segmentation.PowersetSegmentationModel`.
@@ -37,6 +47,9 @@ class WavLMConformer(PowersetSegmentationModel):
         wavlm: str | dict[str, Any] | None = None,
         wavlm_checkpoint: str | None = None,
         freeze_wavlm: bool = False,
+        wavlm_training: dict[str, float] | None = None,
+        layer_weighting: str = "linear",
+        conformer_conv_norm: str = "batch",
         chunk_size: float = 8.0,
         attention_in: int = 256,
         ffn_hidden: int = 1024,
@@ -50,6 +63,12 @@ class WavLMConformer(PowersetSegmentationModel):
         sample_rate: int = 16000,
         num_channels: int = 1,
     ) -> None:
+        training = dict(wavlm_training or {})
+        invalid = sorted(set(training) - set(TRAINING_FIELDS))
+        if invalid:
+            raise DiarizenLabError(
+                f"WavLMConformer: wavlm_training accepts {', '.join(TRAINING_FIELDS)}, got {', '.join(invalid)}"
+            )
         if wavlm_checkpoint is not None:
             if wavlm is not None:
                 raise DiarizenLabError(
@@ -58,11 +77,11 @@ class WavLMConformer(PowersetSegmentationModel):
                 )
             from diarizen_lab.store import resolve_asset  # only pretrained weights need the store
 
-            encoder = load_wavlm(resolve_asset(wavlm_checkpoint))
-        elif wavlm is None or isinstance(wavlm, str):
-            encoder = WavLM(get_preset(wavlm or "wavlm_base_plus"))
+            encoder = load_wavlm(resolve_asset(wavlm_checkpoint), **training)
+        elif isinstance(wavlm, dict):
+            encoder = WavLM(WavLMConfig.from_dict(wavlm).with_training(**training))
         else:
-            encoder = WavLM(WavLMConfig.from_dict(wavlm))
+            encoder = WavLM(get_preset(wavlm or "wavlm_base_plus").with_training(**training))
         super().__init__(
             encoder.config.embed_dim,
             chunk_size=chunk_size,
@@ -77,9 +96,10 @@ class WavLMConformer(PowersetSegmentationModel):
             selected_channel=selected_channel,
             sample_rate=sample_rate,
             num_channels=num_channels,
+            conformer_conv_norm=conformer_conv_norm,
         )
         self.wavlm = encoder
-        self.layer_weighting = LayerWeighting(encoder.config.num_layers + 1)
+        self.layer_weighting = LayerWeighting(encoder.config.num_layers + 1, layer_weighting)
         self.freeze_wavlm = freeze_wavlm
         if freeze_wavlm:
             self.wavlm.requires_grad_(False)
@@ -96,7 +116,14 @@ class WavLMConformer(PowersetSegmentationModel):
 
     def frontend_args(self) -> dict[str, Any]:
         # the current config, so that a WavLM replaced by a pruned one is described correctly
-        return {"wavlm": self.wavlm.config.to_dict(), "wavlm_checkpoint": None, "freeze_wavlm": self.freeze_wavlm}
+        # (regularisation overrides included)
+        return {
+            "wavlm": self.wavlm.config.to_dict(),
+            "wavlm_checkpoint": None,
+            "freeze_wavlm": self.freeze_wavlm,
+            "wavlm_training": None,
+            "layer_weighting": self.layer_weighting.mode,
+        }
 
     def train(self, mode: bool = True) -> WavLMConformer:
         super().train(mode)
