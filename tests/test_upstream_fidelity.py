@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 import torch
 
+from diarizen_lab.cli import main
 from diarizen_lab.errors import InputError
 from diarizen_lab.models.layer_weighting import LayerWeighting
 from diarizen_lab.models.upstream_keys import wavlm_conformer_state_dict_from_upstream
 from diarizen_lab.models.wavlm import WavLM, load_wavlm
-from diarizen_lab.models.wavlm.formats import load_wavlm_checkpoint
+from diarizen_lab.models.wavlm.formats import FORMAT, load_wavlm_checkpoint
 from diarizen_lab.models.wavlm.upstream import upstream_preset, upstream_preset_names, wavlm_config_from_upstream
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
 
@@ -95,6 +96,17 @@ def test_hf_last_hidden_state_is_the_last_hidden_state_of_this_post_norm_model()
         with torch.inference_mode():
             last = model(torch.from_numpy(arrays[f"input_{tag}"]))[-1]
         assert_close(last, arrays[f"hf_last_hidden_state_{tag}"], f"last hidden state {tag}")
+
+
+@pytest.mark.parametrize(
+    "source", ["large_tiny_pruned/wavlm_only.bin", "wavlm_converted_from_hf/wavlm-tiny-base-plus-converted.bin"]
+)
+def test_checkpoints_convert_writes_our_file_with_the_same_outputs(tmp_path, source):
+    destination = tmp_path / "wavlm.pt"
+    assert main(["checkpoints", "convert", str(FIXTURES / source), str(destination)]) == 0
+    assert torch.load(destination, weights_only=True)["format"] == FORMAT
+    folder = (FIXTURES / source).parent
+    assert_hidden_states(load_wavlm(destination).eval(), folder, "upstream_hidden" if folder == HF else "wavlm_hidden")
 
 
 def test_upstream_presets_map_to_our_architectures():

@@ -122,7 +122,7 @@ def test_hidden_states_match_transformers(tmp_path, large):
     with torch.no_grad():
         output = reference(reference_input(waveforms, None, large), output_hidden_states=True)
         padded_input = reference_input(waveforms, lengths, large)
-        expected_padded = reference(padded_input, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+        padded_output = reference(padded_input, attention_mask=attention_mask, output_hidden_states=True)
         actual = model(waveforms)
         actual_padded = model(waveforms, lengths)
         # transformers' last_hidden_state of a pre-norm model is its last hidden state after the final layer norm
@@ -131,7 +131,7 @@ def test_hidden_states_match_transformers(tmp_path, large):
     assert len(actual) == config.num_layers + 1
     assert actual[0].shape == (2, model.num_frames(NUM_SAMPLES), config.embed_dim) == (2, 50, 64)
     assert_all_close(actual, list(output.hidden_states))
-    assert_all_close(actual_padded, list(expected_padded))
+    assert_all_close(actual_padded, list(padded_output.hidden_states))
     torch.testing.assert_close(output.last_hidden_state, expected_last, **INFERENCE_TOLERANCE)
     # padding changes the second item only
     torch.testing.assert_close(actual_padded[-1][0], actual[-1][0], **TOLERANCE)

@@ -34,7 +34,10 @@ MODEL_FILE = "model.pt"
 #: Per model class, constructor arguments added after files were first written, with the value that files
 #: lacking them imply (the variant the code had then; the defaults are now upstream DiariZen's variants).
 ARGS_BEFORE_THEY_EXISTED: dict[str, dict[str, Any]] = {
-    "diarizen_lab.models.wavlm_conformer.WavLMConformer": {"layer_weighting": "softmax", "conformer_conv_norm": "layer"},
+    "diarizen_lab.models.wavlm_conformer.WavLMConformer": {
+        "layer_weighting": "softmax",
+        "conformer_conv_norm": "layer",
+    },
     "diarizen_lab.models.fbank_conformer.FbankConformer": {"conformer_conv_norm": "layer"},
 }
 

@@ -117,16 +117,25 @@ def wavlm_config_from_upstream(config: Mapping[str, Any]) -> WavLMConfig:
     if config["aux_num_out"] is not None:
         raise ValueError("aux_num_out is set: WavLM models with an auxiliary output head are not supported")
     if config["extractor_mode"] not in _EXTRACTOR_MODES:
-        raise ValueError(f"extractor_mode must be one of {', '.join(_EXTRACTOR_MODES)}, got {config['extractor_mode']!r}")
+        raise ValueError(
+            f"extractor_mode must be one of {', '.join(_EXTRACTOR_MODES)}, got {config['extractor_mode']!r}"
+        )
     num_layers = int(config["encoder_num_layers"])
-    per_layer = ("encoder_use_attention", "encoder_use_feed_forward", "encoder_total_num_heads",
-                 "encoder_remaining_heads", "encoder_ff_interm_features")
+    per_layer = (
+        "encoder_use_attention",
+        "encoder_use_feed_forward",
+        "encoder_total_num_heads",
+        "encoder_remaining_heads",
+        "encoder_ff_interm_features",
+    )
     for key in per_layer:
         if len(config[key]) != num_layers:
             raise ValueError(f"{key} needs one entry per layer ({num_layers}), got {len(config[key])}")
     total_heads = set(int(h) for h in config["encoder_total_num_heads"])
     if len(total_heads) != 1:
-        raise ValueError(f"encoder_total_num_heads must be the same in every layer, got {config['encoder_total_num_heads']}")
+        raise ValueError(
+            f"encoder_total_num_heads must be the same in every layer, got {config['encoder_total_num_heads']}"
+        )
     (total,) = total_heads
     head_indices = [
         [int(h) for h in heads] if use else []
@@ -189,10 +198,10 @@ def wavlm_from_upstream(config: Mapping[str, Any], state_dict: Mapping[str, Tens
         if const is not None and ours.num_heads[layer] and const.shape[1] == ours.total_heads:
             renamed[prefix + "attention.gru_rel_pos_const"] = const[:, ours.layer_head_indices(layer)].clone()
         if ours.layer_norm_first:
-            for norm, size in (("attention_norm", ours.num_heads[layer]), ("feed_forward_norm", ours.ffn_dims[layer])):
-                if not size:
-                    for name in ("weight", "bias"):
-                        renamed.pop(f"{prefix}{norm}.{name}", None)
+            sizes = {"attention_norm": ours.num_heads[layer], "feed_forward_norm": ours.ffn_dims[layer]}
+            for norm in [norm for norm, size in sizes.items() if not size]:
+                for name in ("weight", "bias"):
+                    renamed.pop(f"{prefix}{norm}.{name}", None)
     return ours, renamed
 
 
