@@ -190,7 +190,7 @@ def _import(args: argparse.Namespace) -> int:
     if args.destination.exists() and not args.force:
         raise DiarizenLabError(f"{args.destination} exists (pass --force to overwrite it)")
     source = locate_model(args.source, args.checkpoint_dir)
-    model = load_model(source)
+    model = load_model(source, checkpoint_dir=args.checkpoint_dir)
     save_model(args.destination, model, {"imported_from": str(source)})
     parameters = sum(parameter.numel() for parameter in model.parameters())
     print(f"wrote {args.destination}: {type(model).__name__} ({parameters:,} parameters), imported from {source}")

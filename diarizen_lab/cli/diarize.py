@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.skip_existing:
         todo = {uri: path for uri, path in todo.items() if not (args.output / f"{uri}.rttm").exists()}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(model_path)
+    model = load_model(model_path, checkpoint_dir=args.checkpoint_dir)
     pipeline = build_pipeline(model, settings, checkpoint_dir=args.checkpoint_dir, device=device)
     for uri, path in tqdm(todo.items(), desc="diarize", unit="rec", disable=len(todo) < 2):
         diarization = diarize_file(pipeline, path, uri=uri)

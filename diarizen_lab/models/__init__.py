@@ -49,5 +49,5 @@ def load_model(
 
     path = locate_model(path_or_name, checkpoint_dir)
     if is_released_model(path):
-        return load_released_model(path, map_location)
+        return load_released_model(path, map_location, checkpoint_dir)
     return io.load_model(path, map_location)

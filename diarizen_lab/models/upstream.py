@@ -115,18 +115,20 @@ def upstream_wavlm_architecture(preset: str) -> dict[str, Any]:
     return wavlm_config_from_upstream(upstream_preset(preset)).to_dict()
 
 
-def resolve_wavlm_src(wavlm_src: str, folder: Path) -> dict[str, Any]:
-    """Upstream's WavLM config dict that ``wavlm_src`` stands for (see the module documentation)."""
+def resolve_wavlm_src(
+    wavlm_src: str, folder: Path, checkpoint_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Upstream's WavLM config dict that ``wavlm_src`` stands for, first match wins: the name registered by the
+    folder's ``wavlm_config.json``; one of upstream's presets; a ``{"state_dict", "config"}`` file at that path
+    (absolute, or relative to the folder); a store asset of that name (such a file, or a ``.json`` like
+    ``wavlm_config.json``), which registers a name for released folders that cannot be edited (hub snapshots)."""
+    from diarizen_lab.store import AssetNotFoundError, CheckpointStore
+
     registered = folder / WAVLM_CONFIG_FILE
     if registered.is_file():
-        try:
-            entry = json.loads(registered.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputError(f"cannot read ({describe(error)})", path=registered) from None
-        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
-            raise InputError('expected {"wavlm_src": name, "config": {...}}', path=registered)
-        if entry.get("wavlm_src") == wavlm_src:
-            return entry["config"]
+        name, config = _registered_name(registered)
+        if name == wavlm_src:
+            return config
     if is_upstream_preset(wavlm_src):
         from diarizen_lab.models.wavlm.upstream import upstream_preset
 
@@ -135,14 +137,36 @@ def resolve_wavlm_src(wavlm_src: str, folder: Path) -> dict[str, Any]:
     path = path if path.is_absolute() else folder / path
     if path.is_file():
         return _config_of_wavlm_file(path)
-    from diarizen_lab.models.wavlm.upstream import upstream_preset_names
+    store = CheckpointStore(checkpoint_dir)
+    try:
+        asset = store.resolve(wavlm_src)
+    except AssetNotFoundError:
+        from diarizen_lab.models.wavlm.upstream import upstream_preset_names
 
-    raise InputError(
-        f"[model.args] wavlm_src = {wavlm_src!r} is neither an upstream preset ({', '.join(upstream_preset_names())}) "
-        f"nor a file",
-        path=folder / CONFIG_FILE,
-        fix=f'put {{"wavlm_src": "{wavlm_src}", "config": {{...}}}} in {registered}',
-    )
+        raise InputError(
+            f"[model.args] wavlm_src = {wavlm_src!r} is neither an upstream preset "
+            f"({', '.join(upstream_preset_names())}), nor a file, nor an asset of the store {store.root}",
+            path=folder / CONFIG_FILE,
+            fix=f'put {{"wavlm_src": "{wavlm_src}", "config": {{...}}}} in {registered}, or the upstream WavLM '
+            f"file in the store as {wavlm_src}.pt (or a manifest entry [assets.{wavlm_src}] naming either file)",
+        ) from None
+    if asset.suffix == ".json":
+        name, config = _registered_name(asset)
+        if name != wavlm_src:
+            raise InputError(f"registers wavlm_src {name!r}, not {wavlm_src!r}", path=asset)
+        return config
+    return _config_of_wavlm_file(asset)
+
+
+def _registered_name(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The ``(wavlm_src, config)`` of a ``wavlm_config.json`` file."""
+    try:
+        entry = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read ({describe(error)})", path=path) from None
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        raise InputError('expected {"wavlm_src": name, "config": {...}}', path=path)
+    return entry.get("wavlm_src"), entry["config"]
 
 
 def _config_of_wavlm_file(path: Path) -> dict[str, Any]:
@@ -157,9 +181,6 @@ def _config_of_wavlm_file(path: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Loading
-
-
-WAVLM_PREFIX = "wavlm_model."
 
 
 def released_architecture(released: ReleasedModel, wavlm: dict[str, Any]) -> dict[str, Any]:
@@ -185,33 +206,32 @@ def released_architecture(released: ReleasedModel, wavlm: dict[str, Any]) -> dic
     return architecture_from_task(block, task)
 
 
-def load_released_model(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Our model with a released folder's weights, in eval mode (see the module documentation)."""
+def load_released_model(
+    folder: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    checkpoint_dir: str | os.PathLike | None = None,
+) -> nn.Module:
+    """Our model with a released folder's weights, in eval mode (see the module documentation); the store
+    ``checkpoint_dir`` may resolve ``wavlm_src`` (:func:`resolve_wavlm_src`)."""
     from diarizen_lab.models.io import build_model, load_state_dict_strictly
-    from diarizen_lab.models.wavlm.upstream import wavlm_from_upstream
+    from diarizen_lab.models.upstream_keys import wavlm_conformer_state_dict_from_upstream
 
     released = read_released_model(folder)
     config_path = released.folder / CONFIG_FILE
     wavlm_src = released.model["args"].get("wavlm_src")
     if not isinstance(wavlm_src, str):
         raise InputError("[model.args] lacks wavlm_src (a preset name or a file)", path=config_path)
-    upstream_wavlm = resolve_wavlm_src(wavlm_src, released.folder)
-    state_dict = _read_state_dict(released.weights)
-    wavlm_state = {key[len(WAVLM_PREFIX):]: value for key, value in state_dict.items() if key.startswith(WAVLM_PREFIX)}
-    head_state = {key: value for key, value in state_dict.items() if not key.startswith(WAVLM_PREFIX)}
+    upstream_wavlm = resolve_wavlm_src(wavlm_src, released.folder, checkpoint_dir)
     try:
-        wavlm, wavlm_state = wavlm_from_upstream(upstream_wavlm, wavlm_state)
+        wavlm, state_dict = wavlm_conformer_state_dict_from_upstream(_read_state_dict(released.weights), upstream_wavlm)
     except ValueError as error:
-        raise InputError(f"WavLM {wavlm_src!r}: {error}", path=config_path) from None
+        raise InputError(f"{error} (wavlm_src = {wavlm_src!r})", path=released.weights) from None
     architecture = released_architecture(released, wavlm.to_dict())
     try:
         model = build_model(architecture)
     except (ValueError, TypeError) as error:
         raise InputError(f"cannot build the model of this config: {error}", path=config_path) from None
-    from diarizen_lab.models.wavlm_conformer import head_state_dict_from_upstream
-
-    ours = {**{f"wavlm.{key}": value for key, value in wavlm_state.items()}, **head_state_dict_from_upstream(head_state)}
-    load_state_dict_strictly(model, ours, released.weights, f"upstream {UPSTREAM_MODEL}")
+    load_state_dict_strictly(model, state_dict, released.weights, f"upstream {UPSTREAM_MODEL}")
     return model.to(map_location).eval()
 
 
