@@ -27,7 +27,11 @@ from diarizen_lab.training.settings import (
     TrainerSettings,
 )
 
-TINY = dict(chunk_size=1.0, attention_in=16, ffn_hidden=32, num_heads=2, num_layers=1, kernel_size=3)
+# LayerNorm in the Conformer convolution: without batch statistics, accumulated batches equal one big batch, runs
+# on several processes equal one process, and lr = 0 leaves every tensor unchanged (not so with BatchNorm)
+TINY = dict(
+    chunk_size=1.0, attention_in=16, ffn_hidden=32, num_heads=2, num_layers=1, kernel_size=3, conformer_conv_norm="layer"
+)
 
 
 class NoiseChunks(Dataset):
@@ -220,6 +224,7 @@ num_heads = 2
 num_layers = 1
 kernel_size = 3
 dropout = 0.1
+conformer_conv_norm = "layer"  # see TINY
 
 [train_dataset]
 path = "diarizen_lab.data.dataset.ChunkDataset"
