@@ -33,8 +33,9 @@ class WavLM(nn.Module):
     """WavLM (Chen et al., 2022) built from a :class:`WavLMConfig`, pruned architectures included.
 
     Submodules: ``feature_extractor`` (convolutions), ``feature_projection``, ``encoder`` (positional
-    convolution, ``rel_attn_embed`` and ``layers``). Its hidden states equal those of the transformers and
-    torchaudio implementations given the same weights.
+    convolution, ``rel_attn_embed`` and ``layers``). Its hidden states equal those of upstream DiariZen's WavLM
+    and of the transformers and torchaudio implementations given the same weights (those two leave the waveform
+    normalisation of ``normalize_waveform`` models to the caller; this model normalises itself, as upstream's).
 
     Gate slots for structured pruning: these attributes are ``None`` by default; when set to a module, it is
     called without argument and its output multiplies the tensor named here.
