@@ -37,7 +37,7 @@ __all__ = [
 
 TASK_KEYS = ("sample_rate", "chunk_size", "max_speakers_per_chunk", "max_speakers_per_frame")
 #: upstream's defaults for task settings a recipe may leave out
-TASK_DEFAULTS = {"sample_rate": 16000, "max_speakers_per_frame": 2}
+TASK_DEFAULTS = {"sample_rate": 16000, "max_speakers_per_chunk": 4, "max_speakers_per_frame": 2}
 
 
 class Unsupported(Exception):
