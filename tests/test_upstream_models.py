@@ -239,3 +239,16 @@ def test_diarize_a_hub_asset_runs_vbx_with_its_plda_and_inference_settings(tmp_p
     turns = read_rttm(out / "sample.rttm")
     assert turns and max(turn.end for turn in turns) <= 15.0 + 1e-3
     assert 1 <= len({turn.speaker for turn in turns}) <= 3
+
+
+def test_a_released_model_is_a_pruning_teacher(tmp_path):
+    from diarizen_lab.models.wavlm.formats import load_wavlm
+    from diarizen_lab.pruning.extract import extract_wavlm
+
+    teacher = extract_wavlm(FIXTURES / "large_tiny_pruned")
+    assert teacher.config == load_model(FIXTURES / "large_tiny_pruned").wavlm.config
+    assert main(["prune", "extract", "-c", str(FIXTURES / "base_tiny"), "-o", str(tmp_path / "teacher.pt")]) == 0
+    reference = np.load(FIXTURES / "base_tiny" / "reference.npz")
+    with torch.inference_mode():
+        hidden = load_wavlm(tmp_path / "teacher.pt").eval()(torch.from_numpy(reference["input_odd"]))
+    np.testing.assert_allclose(torch.stack(list(hidden)).numpy(), reference["wavlm_hidden_odd"], rtol=0, atol=1e-4)
