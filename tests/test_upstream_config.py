@@ -134,6 +134,7 @@ def test_recipe_specific_conversions():
     assert finetune["finetune"] == {"init_from": "/YOUR_PATH/huggingface_hub/diarizen-wavlm-base-s80-md"}
     wavlm = finetune["model"]["args"]["wavlm"]  # the preset's architecture
     assert len(wavlm["num_heads"]) == 12 and wavlm["embed_dim"] == 768 and 0 < sum(wavlm["num_heads"]) < 144
+    assert wavlm["extractor_output_scale"]  # the released s80 weights carry the last convolution's soft mask
     assert "finetune" not in dual  # finetune = false
 
 

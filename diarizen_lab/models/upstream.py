@@ -109,10 +109,16 @@ def is_upstream_preset(name: str) -> bool:
 
 
 def upstream_wavlm_architecture(preset: str) -> dict[str, Any]:
-    """Our WavLM architecture (a :class:`~diarizen_lab.models.wavlm.WavLMConfig` dict) of an upstream preset."""
+    """Our WavLM architecture (a :class:`~diarizen_lab.models.wavlm.WavLMConfig` dict) of an upstream preset.
+
+    A pruned preset (upstream's ``apply_pruning.py`` wrote it, with ``use_layerwise_prune``) gets the extractor
+    output scale: the weights released with it carry the soft mask of the last convolution (``dummy_weight``).
+    """
     from diarizen_lab.models.wavlm.upstream import upstream_preset, wavlm_config_from_upstream
 
-    return wavlm_config_from_upstream(upstream_preset(preset)).to_dict()
+    config = upstream_preset(preset)
+    architecture = wavlm_config_from_upstream(config).to_dict()
+    return {**architecture, "extractor_output_scale": "use_layerwise_prune" in config}
 
 
 def resolve_wavlm_src(
