@@ -10,7 +10,7 @@ The output uses the config layout of the recipes (``[task]`` holds the chunk and
 and the datasets share; a pruning config has an ``[objective]``); :func:`architecture_from_task` is the one place
 that puts the task into today's model arguments.
 
-Upstream's ``pyannote_baseline`` model (SincNet-LSTM) and its multi-channel fusion model have no equivalent here.
+Upstream's multi-channel fusion model has no equivalent here.
 """
 
 from __future__ import annotations
@@ -141,13 +141,15 @@ MODELS: dict[str, ModelFamily] = {
         "fbank_conformer", "diarizen_lab.models.fbank_conformer.FbankConformer"
     ),
     "diarizen.models.pruning.model_distill_prune.Model": ModelFamily("distill_prune", "diarizen_lab.pruning.PruningStudent"),
+    "diarizen.models.eend.model_pyannote.Model": ModelFamily(
+        "pyannote", "diarizen_lab.models.upstream_pyannet.PyanNetBaseline"
+    ),
     "diarizen.models.eend.model_wavlm_conformer_mc.Model": ModelFamily(
         "wavlm_conformer_mc",
         "diarizen_lab.models.wavlm_conformer.WavLMConformer",
         "multi-channel fusion is not implemented: converted to the single-channel WavLM-Conformer",
     ),
 }
-PYANNOTE_BASELINE = "diarizen.models.eend.model_pyannote.Model"
 PRUNING_OBJECTIVE = "diarizen_lab.pruning.DistillPruneObjective"
 DATASET = "diarizen_lab.data.dataset.ChunkDataset"
 TRAINERS = {
@@ -158,8 +160,6 @@ TRAINERS = {
 
 
 def _model_path(value: Any, conversion: Conversion) -> list[tuple[str, Any]]:
-    if value == PYANNOTE_BASELINE:
-        raise Unsupported("pyannote's SincNet-LSTM baseline has no diarizen_lab equivalent")
     family = MODELS.get(value)
     if family is None:
         raise Unsupported(f"unknown upstream model; known: {', '.join(MODELS)}")
@@ -372,6 +372,8 @@ RULES: dict[str, Rule] = {
     **{f"model.args@wavlm_conformer_mc.channel_fusion_{key}": unsupported(_MULTI_CHANNEL)
        for key in ("dim", "layers", "heads")},
     **{f"model.args@fbank_conformer.{key}": rule for key, rule in _CONFORMER_ARGS.items()},
+    **{f"model.args@pyannote.{key}": _CONFORMER_ARGS[key] for key in (*TASK_KEYS, "selected_channel")},
+    "model.args@pyannote.num_channels": derived("upstream's baseline reads one channel, selected_channel"),
     "model.args@fbank_conformer.n_fft": only(400, "the FFT covers the 25 ms window (400 samples at 16 kHz)"),
     "model.args@fbank_conformer.n_mels": to("model.args.num_mel_bins"),
     "model.args@fbank_conformer.win_length": to("model.args.window_ms"),

@@ -23,13 +23,7 @@ FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "upstream-fix
 RECIPES = FIXTURES / "configs" / "recipes"
 NAMES = {
     "diar_ssl/conf/fbank_conformer.toml": [],
-    "diar_ssl/conf/pyannote_baseline.toml": [
-        "model.path = 'diarizen.models.eend.model_pyannote.Model' (pyannote's SincNet-LSTM baseline has no "
-        "diarizen_lab equivalent)",
-        "model.args.chunk_size = 8 (no equivalent)",
-        "model.args.selected_channel = 0 (no equivalent)",
-        "model.args.max_speakers_per_chunk = 4 (no equivalent)",
-    ],
+    "diar_ssl/conf/pyannote_baseline.toml": [],
     "diar_ssl/conf/wavlm_frozen_conformer.toml": [],
     "diar_ssl/conf/wavlm_updated_conformer.toml": [],
     "diar_ssl_mc/conf/channel_att_hidden_256_ft_base_8sec.toml": [
@@ -47,7 +41,7 @@ NAMES = {
         "trainer.args.sparsity_warmup_epochs = 5 (our sparsity warm-up counts updates: set [objective.args] "
         "warmup_steps = epochs x updates per epoch)"] for name in ("s80_base", "s80_large")},
 }
-SEGMENTATION_MODELS = ("WavLMConformer", "FbankConformer")
+SEGMENTATION_MODELS = ("WavLMConformer", "FbankConformer", "PyanNetBaseline")
 
 pytestmark = pytest.mark.skipif(not RECIPES.is_dir(), reason=f"needs upstream DiariZen's recipe TOMLs in {RECIPES}")
 
@@ -86,11 +80,7 @@ def test_each_upstream_recipe_converts_and_validates(tmp_path, name):
     not_carried = [line.removeprefix("# NOT CARRIED OVER: ") for line in text.splitlines()
                    if line.startswith("# NOT CARRIED OVER: ")]
     assert not_carried == NAMES[name]
-    converted = tomllib.loads(text)
-    if name.endswith("pyannote_baseline.toml"):
-        assert "model" not in converted  # no model to train: the conversion says so above
-        return
-    config = validate(converted, tmp_path)
+    config = validate(tomllib.loads(text), tmp_path)
     upstream = tomllib.loads((RECIPES / name).read_text())
     assert config["meta"].seed == upstream["meta"]["seed"] and config["trainer"].max_epochs == upstream["trainer"]["args"]["max_epochs"]
     assert config["trainer"].patience == upstream["trainer"]["args"]["max_patience"]
@@ -150,23 +140,27 @@ def test_cli_refuses_unsupported_settings_unless_allowed(tmp_path, capsys):
     assert main(["config", "import-upstream", str(source), "-o", str(target), "--allow-unsupported"]) == 2  # exists
 
 
-def test_a_converted_training_config_trains_one_epoch(tmp_path, corpus):  # noqa: F811
+@pytest.mark.parametrize("name", ["diar_ssl/conf/wavlm_updated_conformer.toml", "diar_ssl/conf/pyannote_baseline.toml"])
+def test_a_converted_training_config_trains_one_epoch(tmp_path, corpus, name):  # noqa: F811
     from diarizen_lab.training.recipe import train
 
-    converted = convert("diar_ssl/conf/wavlm_updated_conformer.toml", allow_unsupported=False)
-    wavlm = tmp_path / "wavlm.pt"
-    save_wavlm(wavlm, WavLM(get_preset("wavlm_tiny")))
-    # the tiny corpus and a tiny model; every other setting is the converted one
+    converted = convert(name, allow_unsupported=False)
+    # the tiny corpus (and a tiny WavLM-Conformer); every other setting is the converted one
     converted["meta"]["exp_dir"] = str(tmp_path / "exp")
     converted["task"]["chunk_size"] = 2.0
-    converted["model"]["args"].update(wavlm_checkpoint=str(wavlm), attention_in=16, ffn_hidden=32, num_layers=1)
-    for name, split in (("train_dataset", "train"), ("validation_dataset", "dev")):
-        converted[name]["args"].update(data_dir=str(corpus / split), chunk_shift=2.0)
+    if "wavlm_checkpoint" in converted["model"]["args"]:
+        wavlm = tmp_path / "wavlm.pt"
+        save_wavlm(wavlm, WavLM(get_preset("wavlm_tiny")))
+        converted["model"]["args"].update(wavlm_checkpoint=str(wavlm), attention_in=16, ffn_hidden=32, num_layers=1)
+    for section, split in (("train_dataset", "train"), ("validation_dataset", "dev")):
+        converted[section]["args"].update(data_dir=str(corpus / split), chunk_shift=2.0)
     converted["dataloader"].update(batch_size=4, num_workers=0)
     converted["trainer"]["max_epochs"] = 1
     state = train(validate(converted, tmp_path))
     assert state.epoch == 1
-    assert (tmp_path / "exp" / "wavlm_updated_conformer" / "checkpoints" / "epoch_0001" / "model.pt").is_file()
+    run = tmp_path / "exp" / Path(name).stem
+    assert (run / "checkpoints" / "epoch_0001" / "model.pt").is_file()
+    assert load_model(run).architecture()["path"] == converted["model"]["path"]
 
 
 def test_finetune_from_a_released_folder_for_one_epoch(tmp_path, corpus):  # noqa: F811
