@@ -131,14 +131,16 @@ class ModelFamily:
     kind: str
     path: str
     unsupported: str = ""
+    #: our arguments that make the model upstream's where our default differs
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 MODELS: dict[str, ModelFamily] = {
     "diarizen.models.eend.model_wavlm_conformer.Model": ModelFamily(
         "wavlm_conformer", "diarizen_lab.models.wavlm_conformer.WavLMConformer"
     ),
-    "diarizen.models.eend.model_fbank_conformer.Model": ModelFamily(
-        "fbank_conformer", "diarizen_lab.models.fbank_conformer.FbankConformer"
+    "diarizen.models.eend.model_fbank_conformer.Model": ModelFamily(  # upstream: one frame per 10 ms hop
+        "fbank_conformer", "diarizen_lab.models.fbank_conformer.FbankConformer", args={"frame_stacking": 1}
     ),
     "diarizen.models.pruning.model_distill_prune.Model": ModelFamily("distill_prune", "diarizen_lab.pruning.PruningStudent"),
     "diarizen.models.eend.model_pyannote.Model": ModelFamily(
@@ -166,7 +168,7 @@ def _model_path(value: Any, conversion: Conversion) -> list[tuple[str, Any]]:
     conversion.model_kind = family.kind
     if family.unsupported:
         conversion.unsupported.append(f"model.path = {value!r} ({family.unsupported})")
-    return [("model.path", family.path)]
+    return [("model.path", family.path), *((f"model.args.{key}", value) for key, value in family.args.items())]
 
 
 def _trainer_path(value: Any, conversion: Conversion) -> list[tuple[str, Any]]:

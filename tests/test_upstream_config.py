@@ -111,8 +111,8 @@ def test_recipe_specific_conversions():
     assert convert("diar_ssl/conf/wavlm_frozen_conformer.toml")["model"]["args"]["freeze_wavlm"] is True
     single = convert("diar_ssl/conf/fbank_conformer.toml")
     assert single["optimizer"]["args"] == {"lr": 1e-3} and "optimizer_small" not in single
-    assert {key: single["model"]["args"][key] for key in ("num_mel_bins", "window_ms", "hop_ms")} == {
-        "num_mel_bins": 80, "window_ms": 25, "hop_ms": 10}
+    assert {key: single["model"]["args"][key] for key in ("num_mel_bins", "window_ms", "hop_ms", "frame_stacking")} == {
+        "num_mel_bins": 80, "window_ms": 25, "hop_ms": 10, "frame_stacking": 1}
     prune = convert("diar_ssl_pruning/conf/s80_large.toml")
     assert prune["model"]["args"] == {"wavlm_checkpoint": "/YOUR_PATH/wavlm-large-finetuned.bin",
                                       "units": ["conv", "head", "interm"], "distill_layers": [0, 8, 16, 24]}
