@@ -4,7 +4,7 @@ Every upstream key is looked up in :data:`RULES`, the one table of the conversio
 with a conversion of its value), is accepted only at the value that matches our fixed behaviour, follows from
 something we compute, or is unsupported. A key missing from the table is unsupported too: nothing is dropped
 silently. Unsupported keys are errors (listed together) unless ``allow_unsupported`` is set, and then each one is
-written as a comment at the top of the output.
+written as a comment at the top of the output; so is each key that holds without a key of ours (with why).
 
 The output uses the config layout of the recipes (``[task]`` holds the chunk and speaker settings that the model
 and the datasets share; a pruning config has an ``[objective]``); :func:`architecture_from_task` is the one place
@@ -60,7 +60,11 @@ class Conversion:
     """What a conversion produced: our config (nested dicts), and the upstream settings it could not carry."""
 
     config: dict[str, Any]
+    #: the upstream file, for error messages
+    source: str = "<upstream config>"
     unsupported: list[str] = dataclasses.field(default_factory=list)
+    #: upstream settings that hold here without a key of ours (a fixed behaviour, a computed value), and why
+    implicit: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     #: the upstream model family (``wavlm_conformer``, ``fbank_conformer``, ``distill_prune``, ...)
     model_kind: str = ""
@@ -74,7 +78,7 @@ class Conversion:
         if leaf in node and node[leaf] != value:
             raise InputError(
                 f"{origin} = {value!r} contradicts another upstream setting that gives {dotted} = {node[leaf]!r}",
-                fix="make the upstream config consistent (both must agree)",
+                path=self.source, fix="make the upstream config consistent (both must agree)",
             )
         node[leaf] = value
 
@@ -95,12 +99,13 @@ def to(target: str, convert: Callable[[Any], Any] = lambda value: value, note: s
     return Rule(lambda value, _: [(target, convert(value))], note)
 
 
-def only(accepted: Any, note: str) -> Rule:
-    """Accepted only at ``accepted`` (what we always do); any other value is unsupported."""
+def only(accepted: Any, note: str, otherwise: str | None = None) -> Rule:
+    """Accepted only at ``accepted`` (what we always do: ``note``); any other value is unsupported
+    (``otherwise`` says why, default ``note``)."""
 
     def assign(value: Any, _: Conversion) -> list[tuple[str, Any]]:
         if value != accepted:
-            raise Unsupported(note)
+            raise Unsupported(otherwise or note)
         return []
 
     return Rule(assign, note)
@@ -142,7 +147,9 @@ MODELS: dict[str, ModelFamily] = {
     "diarizen.models.eend.model_fbank_conformer.Model": ModelFamily(  # upstream: one frame per 10 ms hop
         "fbank_conformer", "diarizen_lab.models.fbank_conformer.FbankConformer", args={"frame_stacking": 1}
     ),
-    "diarizen.models.pruning.model_distill_prune.Model": ModelFamily("distill_prune", "diarizen_lab.pruning.PruningStudent"),
+    "diarizen.models.pruning.model_distill_prune.Model": ModelFamily(
+        "distill_prune", "diarizen_lab.pruning.PruningStudent"
+    ),
     "diarizen.models.eend.model_pyannote.Model": ModelFamily(
         "pyannote", "diarizen_lab.models.upstream_pyannet.PyanNetBaseline"
     ),
@@ -208,27 +215,31 @@ def _finetune_flag(value: Any, conversion: Conversion) -> list[tuple[str, Any]]:
     return []  # [finetune] is written only with its ckpt_dir, which a disabled fine-tuning ignores
 
 
-def _data_dir(value: Any, conversion: Conversion) -> list[tuple[str, Any]]:
-    path = PurePosixPath(value)
-    if path.name != "wav.scp":
-        raise Unsupported("our data directories hold wav.scp, rttm and uem: name the file wav.scp")
-    return [("data_dir", str(path.parent))]
+def _data_dir_of(file_name: str, dataset: str) -> Assign:
+    """The folder of upstream's ``wav.scp`` / ``rttm`` / ``uem`` file is our data directory (which holds all
+    three under these names): the three must agree on it."""
+
+    def assign(value: Any, conversion: Conversion) -> list[tuple[str, Any]]:
+        path = PurePosixPath(value)
+        if path.name != file_name and file_name != "uem":
+            raise Unsupported(f"our data directories hold wav.scp, rttm and uem: name the file {file_name}")
+        if path.name != file_name:
+            conversion.notes.append(
+                f"{value}: our data directory reads its UEM from <data_dir>/uem: `ln -s {path.name} "
+                f"{path.parent}/uem` (without it, recordings are used whole)"
+            )
+        return [(f"{dataset}.args.data_dir", str(path.parent))]
+
+    return assign
 
 
-def _rttm(value: Any, conversion: Conversion) -> list[tuple[str, Any]]:
-    if PurePosixPath(value).name != "rttm":
-        raise Unsupported("our data directories hold wav.scp, rttm and uem: name the file rttm")
-    return [("data_dir", str(PurePosixPath(value).parent))]
+def _dataset_path(dataset: str) -> Assign:
+    def assign(value: Any, conversion: Conversion) -> list[tuple[str, Any]]:
+        if value != "dataset.DiarizationDataset":
+            raise Unsupported("the only upstream dataset is dataset.DiarizationDataset")
+        return [(f"{dataset}.path", DATASET)]
 
-
-def _uem(value: Any, conversion: Conversion) -> list[tuple[str, Any]]:
-    path = PurePosixPath(value)
-    if path.name != "uem":
-        conversion.notes.append(
-            f"{value}: our data directory reads its UEM from <data_dir>/uem: "
-            f"`ln -s {path.name} {path.parent}/uem` (without it, recordings are used whole)"
-        )
-    return [("data_dir", str(path.parent))]
+    return assign
 
 
 def _units(value: Any) -> list[str]:
@@ -265,34 +276,23 @@ def _task(key: str) -> Rule:
 
 _DATALOADER_NOTE = "validation uses [dataloader]; its batching does not change validation results"
 _FRAMES_NOTE = "the frame geometry is computed from the model"
+_MULTI_CHANNEL_DATA = "multi-channel chunks are not implemented"
 
 
 def _dataset_rules(upstream: str, ours: str) -> dict[str, Rule]:
-    def into(rule_target: str) -> Callable[[Assign], Assign]:
-        def wrap(assign: Assign) -> Assign:
-            return lambda value, conversion: [
-                (target if target.startswith("task.") else f"{rule_target}.{target}", result)
-                for target, result in assign(value, conversion)
-            ]
-
-        return wrap
-
-    args = f"{ours}.args"
     rules = {
-        f"{upstream}.path": Rule(
-            lambda value, _: _only_dataset(value, ours), "upstream's DiarizationDataset = our ChunkDataset"
-        ),
-        f"{upstream}.args.scp_file": Rule(into(args)(_data_dir)),
-        f"{upstream}.args.rttm_file": Rule(into(args)(_rttm)),
-        f"{upstream}.args.uem_file": Rule(into(args)(_uem)),
+        f"{upstream}.path": Rule(_dataset_path(ours), "upstream's DiarizationDataset is our ChunkDataset"),
+        f"{upstream}.args.scp_file": Rule(_data_dir_of("wav.scp", ours)),
+        f"{upstream}.args.rttm_file": Rule(_data_dir_of("rttm", ours)),
+        f"{upstream}.args.uem_file": Rule(_data_dir_of("uem", ours)),
         f"{upstream}.args.chunk_size": _task("chunk_size"),
-        f"{upstream}.args.chunk_shift": to(f"{args}.chunk_shift"),
+        f"{upstream}.args.chunk_shift": to(f"{ours}.args.chunk_shift", float),
         f"{upstream}.args.sample_rate": _task("sample_rate"),
         f"{upstream}.args.model_num_frames": derived(_FRAMES_NOTE),
         f"{upstream}.args.model_rf_duration": derived(_FRAMES_NOTE),
         f"{upstream}.args.model_rf_step": derived(_FRAMES_NOTE),
-        f"{upstream}.args.channel_mode": only("single", "multi-channel chunks are not implemented"),
-        f"{upstream}.args.num_channels": only(1, "multi-channel chunks are not implemented"),
+        f"{upstream}.args.channel_mode": only("single", "single-channel chunks", _MULTI_CHANNEL_DATA),
+        f"{upstream}.args.num_channels": only(1, "single-channel chunks", _MULTI_CHANNEL_DATA),
     }
     if upstream == "train_dataset":
         rules.update({
@@ -305,12 +305,6 @@ def _dataset_rules(upstream: str, ours: str) -> dict[str, Rule]:
         rules.update({f"{upstream}.dataloader.{key}": derived(_DATALOADER_NOTE)
                       for key in ("batch_size", "num_workers", "pin_memory", "drop_last")})
     return rules
-
-
-def _only_dataset(value: Any, ours: str) -> list[tuple[str, Any]]:
-    if value != "dataset.DiarizationDataset":
-        raise Unsupported("the only upstream dataset is dataset.DiarizationDataset")
-    return [(f"{ours}.path", DATASET)]
 
 
 _CONFORMER_ARGS: dict[str, Rule] = {
@@ -352,12 +346,16 @@ RULES: dict[str, Rule] = {
     "trainer.args.gradient_accumulation_steps": to("trainer.gradient_accumulation_steps"),
     "trainer.args.validation_interval": to("trainer.validation_interval"),
     "trainer.args.freeze_wavlm": Rule(_freeze_wavlm),
-    "trainer.args.lr_decay": only(False, "upstream's learning-rate decay is not implemented"),
-    "trainer.args.use_one_cycle_lr": only(False, "upstream's one-cycle schedule is not implemented"),
-    "trainer.args.debug": only(False, "upstream's debug mode has no equivalent"),
+    "trainer.args.lr_decay": only(False, "no learning-rate decay", "upstream's learning-rate decay is not implemented"),
+    "trainer.args.use_one_cycle_lr": only(
+        False, "no one-cycle schedule", "upstream's one-cycle schedule is not implemented"
+    ),
+    "trainer.args.debug": only(False, "no debug mode", "upstream's debug mode has no equivalent"),
     "trainer.args.use_reg": only(True, "distill-prune always uses the sparsity Lagrangian"),
     "trainer.args.target_sparsity": to("objective.args.target_sparsity"),
-    "trainer.args.pre_train_epochs": only(0, "distillation without pruning first is not implemented"),
+    "trainer.args.pre_train_epochs": only(
+        0, "pruning starts at once", "distillation without pruning first is not implemented"
+    ),
     "trainer.args.sparsity_warmup_epochs": unsupported(
         "our sparsity warm-up counts updates: set [objective.args] warmup_steps = epochs x updates per epoch"
     ),
@@ -427,7 +425,7 @@ def convert_upstream_config(data: dict[str, Any], name: str, source: str = "<ups
     Upstream settings without an equivalent are listed in ``unsupported`` (the rest is converted); a value that
     contradicts another (two chunk sizes) raises :class:`~diarizen_lab.errors.InputError`.
     """
-    conversion = Conversion(config={"meta": {"name": name}})
+    conversion = Conversion(config={"meta": {"name": name}}, source=source)
     items = _flatten(data)
     model_path = [value for dotted, value in items if dotted == "model.path"]
     ordered = [("model.path", model_path[0])] if model_path else []
@@ -442,11 +440,14 @@ def convert_upstream_config(data: dict[str, Any], name: str, source: str = "<ups
         except Unsupported as reason:
             conversion.unsupported.append(f"{dotted} = {value!r} ({reason})")
             continue
+        if not assignments and rule.note:
+            conversion.implicit.append(f"{dotted} = {value!r} ({rule.note})")
         for target, result in assignments:
             conversion.set(target, result, origin=dotted)
     if "model" in conversion.config:
         for dotted, value in IMPLIED.items():
-            conversion.config.setdefault(dotted.split(".")[0], {}).setdefault(dotted.split(".")[1], value)
+            section, key = dotted.split(".")
+            conversion.config.setdefault(section, {}).setdefault(key, value)
         task = conversion.config.setdefault("task", {})
         for key, value in TASK_DEFAULTS.items():
             task.setdefault(key, value)
@@ -489,6 +490,7 @@ def convert_upstream_text(text: str, source: str, *, allow_unsupported: bool = F
         raise UnsupportedKeysError(source, conversion.unsupported)
     header = [f"# converted from upstream DiariZen's {source} by `diarizen-lab config import-upstream`"]
     header += [f"# NOT CARRIED OVER: {item}" for item in conversion.unsupported]
+    header += [f"# IMPLICIT HERE: {item}" for item in conversion.implicit]
     header += [f"# NOTE: {note}" for note in conversion.notes]
     return "\n".join(header) + "\n\n" + tomli_w.dumps(_ordered(conversion.config))
 

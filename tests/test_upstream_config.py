@@ -12,6 +12,7 @@ import torch
 from test_training_loop import corpus  # noqa: F401  (fixture re-used)
 
 from diarizen_lab.cli import main
+from diarizen_lab.errors import InputError
 from diarizen_lab.models import load_model
 from diarizen_lab.models.wavlm import WavLM, get_preset
 from diarizen_lab.models.wavlm.formats import save_wavlm
@@ -82,13 +83,15 @@ def test_each_upstream_recipe_converts_and_validates(tmp_path, name):
     assert not_carried == NAMES[name]
     config = validate(tomllib.loads(text), tmp_path)
     upstream = tomllib.loads((RECIPES / name).read_text())
-    assert config["meta"].seed == upstream["meta"]["seed"] and config["trainer"].max_epochs == upstream["trainer"]["args"]["max_epochs"]
-    assert config["trainer"].patience == upstream["trainer"]["args"]["max_patience"]
+    trainer = upstream["trainer"]["args"]
+    assert config["meta"].seed == upstream["meta"]["seed"] and config["trainer"].max_epochs == trainer["max_epochs"]
+    assert config["trainer"].patience == trainer["max_patience"]
     assert (config["clipping"].mode, config["clipping"].percentile) == ("adaptive", 90.0)
     assert config["checkpoint"].monitor == "val/loss" and config["checkpoint"].mode == "min"
     assert config["dataloader"].batch_size == upstream["train_dataset"]["dataloader"]["batch_size"]
     assert config["train_dataset"].args["chunk_shift"] == upstream["train_dataset"]["args"]["chunk_shift"]
-    assert str(config["train_dataset"].args["data_dir"]).endswith(str(Path(upstream["train_dataset"]["args"]["scp_file"]).parent))
+    scp_folder = Path(upstream["train_dataset"]["args"]["scp_file"]).parent
+    assert str(config["train_dataset"].args["data_dir"]).endswith(str(scp_folder))
 
 
 def test_a_key_without_a_rule_is_reported_not_dropped():
@@ -188,3 +191,16 @@ def test_finetune_from_a_released_folder_for_one_epoch(tmp_path, corpus):  # noq
     saved = torch.load(tmp_path / "exp" / "finetune" / "checkpoints" / "epoch_0001" / "model.pt", weights_only=True)
     trained = dict(load_model(released).named_parameters())
     assert trained and all(torch.equal(saved["state_dict"][name], value) for name, value in trained.items())
+
+
+def test_settings_that_hold_without_a_key_are_named_and_contradictions_refused():
+    text = convert_upstream_text((RECIPES / "diar_ssl/conf/wavlm_updated_conformer.toml").read_text(), "x.toml")
+    implicit = [line for line in text.splitlines() if line.startswith("# IMPLICIT HERE: ")]
+    assert "# IMPLICIT HERE: trainer.args.lr_decay = False (no learning-rate decay)" in implicit
+    assert "# IMPLICIT HERE: model.args.wavlm_layer_num = 13 (the number of hidden states follows from the WavLM)" \
+        in implicit
+    upstream = (RECIPES / "diar_ssl/conf/wavlm_updated_conformer.toml").read_text()
+    with pytest.raises(InputError, match=r"^x.toml: train_dataset.args.chunk_size = 4.0 contradicts another upstream "
+                       r"setting that gives task.chunk_size = 8.0"):
+        convert_upstream_text(upstream.replace("chunk_size = 8\nchunk_shift = 6", "chunk_size = 4\nchunk_shift = 6"),
+                              "x.toml")

@@ -47,5 +47,6 @@ def run(args: argparse.Namespace) -> int:
     with atomic_open(args.output, "w") as output:
         output.write(converted)
     skipped = sum(line.startswith("# NOT CARRIED OVER") for line in converted.splitlines())
-    print(f"wrote {args.output}" + (f" ({skipped} upstream setting(s) not carried over: see its header)" if skipped else ""))
+    note = f" ({skipped} upstream setting(s) not carried over: see its header)" if skipped else ""
+    print(f"wrote {args.output}{note}")
     return 0
