@@ -16,6 +16,10 @@ downloaded: an asset name resolves, first match wins, to
   3. for wavlm-base, wavlm-base-plus, wavlm-large, wespeaker-resnet34-lm, plda (or any id org/name[/subfolder]):
      the cache tree models--org--name in <store>, <store>/hub or the Hugging Face cache ($HF_HUB_CACHE).
 
+A released DiariZen model (config.toml + pytorch_model.bin, optional plda/; e.g. the cache tree of
+BUT-FIT/diarizen-wavlm-base-s80-md) is listed as kind diarizen-released and can be passed by name to
+`diarize -c`, `train --set finetune.init_from=...` and `checkpoints import SRC DST` (our model file, same outputs).
+
 To fill a store on a machine with network access: `hf download microsoft/wavlm-base-plus --cache-dir STORE`
 (likewise pyannote/wespeaker-voxceleb-resnet34-LM and pyannote/speaker-diarization-community-1 for the PLDA),
 then move STORE with `cp -a` or `rsync -a`: `scp -r` turns the snapshot symlinks into copies (still usable,
