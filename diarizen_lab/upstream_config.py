@@ -453,6 +453,7 @@ def convert_upstream_config(data: dict[str, Any], name: str, source: str = "<ups
             task.setdefault(key, value)
     if "finetune" in conversion.config and not data.get("finetune", {}).get("finetune", False):
         del conversion.config["finetune"]
+        conversion.implicit.append(f"finetune.ckpt_dir = {data['finetune']['ckpt_dir']!r} (unused: finetune = false)")
     return conversion
 
 

@@ -129,6 +129,11 @@ def test_recipe_specific_conversions():
     assert len(wavlm["num_heads"]) == 12 and wavlm["embed_dim"] == 768 and 0 < sum(wavlm["num_heads"]) < 144
     assert wavlm["extractor_output_scale"]  # the released s80 weights carry the last convolution's soft mask
     assert "finetune" not in dual  # finetune = false
+    text = (RECIPES / "diar_ssl_mc/conf/channel_att_hidden_256_ft_base_8sec.toml").read_text()
+    converted = convert_upstream_text(text.replace("finetune = true", "finetune = false"), "x.toml",
+                                      allow_unsupported=True)
+    assert "\n[finetune]" not in converted and "# IMPLICIT HERE: finetune.ckpt_dir = '/YOUR_PATH/huggingface_hub/" \
+        "diarizen-wavlm-base-s80-md/pytorch_model.bin' (unused: finetune = false)" in converted
 
 
 def test_cli_refuses_unsupported_settings_unless_allowed(tmp_path, capsys):
