@@ -13,11 +13,13 @@ holding:
 
 ``[model.args] wavlm_src`` resolves as upstream resolves it: one of upstream's presets, the name registered by
 ``wavlm_config.json``, or the path (absolute, or relative to the folder) of an upstream ``{"state_dict",
-"config"}`` WavLM file, of which only the config is used (the weights are in ``pytorch_model.bin``).
+"config"}`` WavLM file, of which only the config is used (the weights are in ``pytorch_model.bin``); a store
+asset of that name registers other names (:func:`resolve_wavlm_src`).
 
 :func:`load_released_model` returns our :class:`~diarizen_lab.models.wavlm_conformer.WavLMConformer` with the
 released weights: its ``forward`` on ``(batch, channel, sample)`` returns upstream's powerset log-probabilities.
-:func:`read_released_model` reads the settings without loading weights, for the diarization pipeline.
+:func:`released_pipeline_settings` gives the diarization settings of ``config.toml`` and ``plda/``
+(:func:`diarization_overrides_from_upstream` maps upstream's keys to ours).
 """
 
 from __future__ import annotations
