@@ -7,8 +7,7 @@ silently. Unsupported keys are errors (listed together) unless ``allow_unsupport
 written as a comment at the top of the output; so is each key that holds without a key of ours (with why).
 
 The output uses the config layout of the recipes (``[task]`` holds the chunk and speaker settings that the model
-and the datasets share; a pruning config has an ``[objective]``); :func:`architecture_from_task` is the one place
-that puts the task into today's model arguments.
+and the datasets share; a pruning config has an ``[objective]``).
 
 Upstream's multi-channel fusion model has no equivalent here.
 """
@@ -23,6 +22,7 @@ from typing import Any
 
 import tomli_w
 
+from diarizen_lab.data.task import TASK_KEYS, Task
 from diarizen_lab.errors import DiarizenLabError, InputError
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
     "convert_upstream_text",
 ]
 
-TASK_KEYS = ("sample_rate", "chunk_size", "max_speakers_per_chunk", "max_speakers_per_frame")
 #: upstream's defaults for task settings a recipe may leave out
 TASK_DEFAULTS = {"sample_rate": 16000, "max_speakers_per_chunk": 4, "max_speakers_per_frame": 2}
 
@@ -471,12 +470,9 @@ def convert_model_section(model: dict[str, Any], source: str) -> tuple[dict[str,
 
 
 def architecture_from_task(block: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
-    """``{"path", "args"}`` for today's model constructors, which take the task settings as arguments.
-
-    The one point of contact with the config layout: once the models take ``task=``, this returns
-    ``{"path", "args", "task"}`` instead.
-    """
-    return {"path": block["path"], "args": {**block.get("args", {}), **task}}
+    """The stored architecture ``{"path", "args", "task"}`` (see :mod:`diarizen_lab.models.io`) of a converted
+    model block and its task settings."""
+    return {"path": block["path"], "args": dict(block.get("args", {})), "task": Task(**task).to_dict()}
 
 
 def convert_upstream_text(text: str, source: str, *, allow_unsupported: bool = False) -> str:

@@ -16,7 +16,6 @@ from diarizen_lab.errors import InputError
 from diarizen_lab.models import load_model
 from diarizen_lab.models.wavlm import WavLM, get_preset
 from diarizen_lab.models.wavlm.formats import save_wavlm
-from diarizen_lab.pruning.recipe import load_pruning_config
 from diarizen_lab.training.recipe import load_training_config
 from diarizen_lab.upstream_config import UnsupportedKeysError, convert_upstream_text
 
@@ -42,22 +41,8 @@ NAMES = {
         "trainer.args.sparsity_warmup_epochs = 5 (our sparsity warm-up counts updates: set [objective.args] "
         "warmup_steps = epochs x updates per epoch)"] for name in ("s80_base", "s80_large")},
 }
-SEGMENTATION_MODELS = ("WavLMConformer", "FbankConformer", "PyanNetBaseline")
 
 pytestmark = pytest.mark.skipif(not RECIPES.is_dir(), reason=f"needs upstream DiariZen's recipe TOMLs in {RECIPES}")
-
-
-def today_layout(config: dict) -> dict:
-    """The converted config in the layout today's loader reads: the [task] settings as model and dataset
-    arguments. (The recipes' [task] section replaces this at the merge of the config redesign.)"""
-    config = {name: dict(value) for name, value in config.items()}
-    task = config.pop("task")
-    if config["model"]["path"].endswith(SEGMENTATION_MODELS):
-        config["model"] = {**config["model"], "args": {**config["model"].get("args", {}), **task}}
-    for name in ("train_dataset", "validation_dataset"):
-        dataset = {key: task[key] for key in ("chunk_size", "max_speakers_per_chunk", "sample_rate")}
-        config[name] = {**config[name], "args": {**config[name]["args"], **dataset}}
-    return config
 
 
 def convert(name: str, allow_unsupported: bool = True) -> dict:
@@ -66,9 +51,8 @@ def convert(name: str, allow_unsupported: bool = True) -> dict:
 
 def validate(config: dict, directory: Path) -> dict:
     path = directory / "converted.toml"
-    path.write_text(tomli_w.dumps(today_layout(config)))
-    loader = load_pruning_config if "objective" in config else load_training_config
-    return loader(path)
+    path.write_text(tomli_w.dumps(config))
+    return load_training_config(path)
 
 
 def test_the_nine_fixtures_are_upstream_s_nine_recipes():
@@ -191,7 +175,7 @@ def test_finetune_from_a_released_folder_for_one_epoch(tmp_path, corpus):  # noq
         "checkpoint": {"monitor": "val/loss"},
     }
     path = tmp_path / "finetune.toml"
-    path.write_text(tomli_w.dumps(today_layout(config)))
+    path.write_text(tomli_w.dumps(config))
     assert main(["train", "-C", str(path), "--set", f'finetune.init_from="{released}"']) == 0
     saved = torch.load(tmp_path / "exp" / "finetune" / "checkpoints" / "epoch_0001" / "model.pt", weights_only=True)
     trained = dict(load_model(released).named_parameters())

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from diarizen_lab.cli import main
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import InputError
 from diarizen_lab.models.layer_weighting import LayerWeighting
 from diarizen_lab.models.upstream_keys import wavlm_conformer_state_dict_from_upstream
@@ -155,8 +156,7 @@ def upstream_model(folder: str) -> WavLMConformer:
         num_heads=args["num_head"],
         num_layers=args["num_layer"],
         dropout=args["dropout"],
-        chunk_size=args["chunk_size"],
-        max_speakers_per_chunk=args["max_speakers_per_chunk"],
+        task=Task(chunk_size=args["chunk_size"], max_speakers_per_chunk=args["max_speakers_per_chunk"]),
     )
     assert args["wavlm_layer_num"] == config.num_layers + 1 and args["wavlm_feat_dim"] == config.embed_dim
     model.load_state_dict(ours, strict=True)
