@@ -10,6 +10,7 @@ import pytest
 import tomli_w
 import torch
 from test_training_loop import corpus  # noqa: F401  (fixture re-used)
+from test_upstream_models import HUB_REPO, hub_store  # noqa: F401  (fixture re-used)
 
 from diarizen_lab.cli import main
 from diarizen_lab.errors import InputError
@@ -17,6 +18,7 @@ from diarizen_lab.models import load_model
 from diarizen_lab.models.wavlm import WavLM, get_preset
 from diarizen_lab.models.wavlm.formats import save_wavlm
 from diarizen_lab.training.recipe import load_training_config
+from diarizen_lab.store.store import ENV_VARIABLE
 from diarizen_lab.upstream_config import UnsupportedKeysError, convert_upstream_text
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "upstream-fixtures"
@@ -155,14 +157,16 @@ def test_a_converted_training_config_trains_one_epoch(tmp_path, corpus, name):  
     assert load_model(run).architecture()["path"] == converted["model"]["path"]
 
 
-def test_finetune_from_a_released_folder_for_one_epoch(tmp_path, corpus):  # noqa: F811
-    released = FIXTURES / "base_tiny"
+@pytest.mark.parametrize("kind", ["folder", "hub asset"])
+def test_finetune_from_a_released_model_for_one_epoch(tmp_path, corpus, monkeypatch, hub_store, kind):  # noqa: F811
+    # init_from names a released folder, or a hub tree of the store by its repository name
+    released = str(FIXTURES / "base_tiny") if kind == "folder" else HUB_REPO
+    monkeypatch.setenv(ENV_VARIABLE, str(hub_store))
     architecture = load_model(released).architecture()
-    task_keys = ("chunk_size", "max_speakers_per_chunk", "sample_rate", "max_speakers_per_frame")
-    args = {key: value for key, value in architecture["args"].items() if key not in task_keys and value is not None}
+    args = {key: value for key, value in architecture["args"].items() if value is not None}
     config = {
         "meta": {"name": "finetune", "exp_dir": str(tmp_path / "exp"), "seed": 0},
-        "task": {"chunk_size": 8.0, "max_speakers_per_chunk": 4, "max_speakers_per_frame": 2, "sample_rate": 16000},
+        "task": architecture["task"],
         "model": {"path": architecture["path"], "args": args},
         **{name: {"path": "diarizen_lab.data.dataset.ChunkDataset",
                   "args": {"data_dir": str(corpus / split), "chunk_shift": 8.0}}
