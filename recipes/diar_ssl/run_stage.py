@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--corpus-root", type=Path, default=None, help="local copy of AMI / AISHELL-4 / AliMeeting")
     parser.add_argument("--stage", type=int, default=1)
     parser.add_argument("--stop-stage", type=int, default=5)
-    parser.add_argument("--average", type=int, default=5, metavar="N", help="number of best epochs to average (upstream: 5)")
+    parser.add_argument("--average", type=int, default=3, metavar="N", help="number of best epochs to average")
     parser.add_argument("--diarization", type=Path, default=REPO / "conf" / "diarization" / "fbank_stats_ahc.toml")
     parser.add_argument("--test-sets", nargs="+", default=["dev", "test"])
     parser.add_argument(
