@@ -77,6 +77,8 @@ def prune_student(student: PruningStudent) -> WavLM:
         conv_layers.append((kept.numel(), kernel, stride))
         previous_kept, previous_values = kept, layer_values
     last_values = previous_values[previous_kept]
+    if config.extractor_output_scale:  # upstream's dummy_weight of an already-pruned WavLM, per kept channel
+        state["feature_extractor.output_scale"] = source["feature_extractor.output_scale"][previous_kept]
     for name in ("weight", "bias"):
         key = f"feature_projection.layer_norm.{name}"
         state[key] = source[key][previous_kept] * last_values
