@@ -21,7 +21,7 @@ Whether lower or higher is better is inferred from the metric name (der, loss, e
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "average",
-        help="average checkpoints chosen by a validation metric (best, last or window of N epochs)",
+        help="average checkpoints chosen by a validation metric (best, last, window, prev or center of N epochs)",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
