@@ -72,6 +72,8 @@ def test_read_metric_keeps_last_validation_per_epoch(exp_dir):
         ("best", 2, "max", [1, 7]),
         ("window", 2, "max", [1, 2]),
         ("best", 8, "min", list(VAL_DER)),
+        ("prev", 3, "min", [3, 4, 5]),  # upstream DiariZen's val_mode = prev: the best (5) and the epochs before
+        ("center", 3, "min", [4, 5, 6]),
     ],
 )
 def test_select_epochs(exp_dir, mode, n, metric_mode, epochs):
@@ -187,3 +189,9 @@ def test_mismatched_keys_name_the_checkpoint(exp_dir, tmp_path):
         r"\(missing: extra.weight; unexpected: none\)",
     ):
         average_checkpoints(exp_dir, tmp_path / "x.pt", mode="last", n=3)
+
+
+@pytest.mark.parametrize("mode", ["prev", "center"])
+def test_epochs_around_the_best_must_exist(exp_dir, mode):
+    with pytest.raises(DiarizenLabError, match="cannot average [23] epochs .* the best one \\(epoch 1\\)"):
+        select_epochs(read_metric(exp_dir, "val/der"), mode, 2 if mode == "prev" else 3, "max")

@@ -97,7 +97,7 @@ def tiny_model():
 def make_checkpoints(folder: Path) -> None:
     """Broken model checkpoints, a WavLM file whose manifest digest is wrong, a cache with a broken symlink."""
     from diarizen_lab.models.io import save_model
-    from diarizen_lab.store.wavlm_formats import save_wavlm
+    from diarizen_lab.models.wavlm.formats import save_wavlm
 
     model = tiny_model()
     good = save_model(folder / "checkpoints" / "good.pt", model)

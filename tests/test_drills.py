@@ -126,7 +126,7 @@ def test_same_seed_same_metrics_different_seed_different_metrics(tmp_path, corpu
 def test_distill_prune_survives_sigkill_mid_epoch(tmp_path):
     """The same drill for the distill-prune run: gates, multipliers and the sparsity schedule resume exactly."""
     from diarizen_lab.models.wavlm import WavLM, get_preset
-    from diarizen_lab.store.wavlm_formats import save_wavlm
+    from diarizen_lab.models.wavlm.formats import save_wavlm
     from test_pruning_train import CONFIG, write_data_dir
 
     train_dir = write_data_dir(tmp_path / "train", [12.0], seed=0)

@@ -56,6 +56,25 @@ def test_frozen_flag_survives_the_round_trip(tmp_path):
     assert loaded.freeze_wavlm and loaded.wavlm_parameters() == [] and not loaded.wavlm.training
 
 
+@pytest.mark.parametrize("kind", ["fbank", "wavlm"])
+def test_files_written_before_the_upstream_variants_keep_their_variant(tmp_path, waveforms, kind):
+    old_variant = {"conformer_conv_norm": "layer"} | ({"layer_weighting": "softmax"} if kind == "wavlm" else {})
+    model = build(kind, **old_variant)
+    path = save_model(tmp_path / "model.pt", model)
+    checkpoint = torch.load(path, weights_only=True)
+    for name in old_variant:  # as written by the code before these options existed
+        del checkpoint["model"]["args"][name]
+    torch.save(checkpoint, path)
+    loaded = load_model(path)
+    assert loaded.architecture() == model.architecture()
+    assert isinstance(loaded.conformer.blocks[0].convolution.depthwise_norm, torch.nn.LayerNorm)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(waveforms), model(waveforms), atol=0, rtol=0)
+    # new models default to upstream DiariZen's variants
+    new = build(kind).architecture()["args"]
+    assert new["conformer_conv_norm"] == "batch" and new.get("layer_weighting", "linear") == "linear"
+
+
 def test_load_from_checkpoint_dir_and_experiment_dir(tmp_path, waveforms):
     model = build("fbank")
     epoch_dir = tmp_path / "exp" / "checkpoints" / "epoch_0003"

@@ -23,7 +23,8 @@ from diarizen_lab.models.fbank_conformer import FbankConformer
 from diarizen_lab.models.layer_weighting import LayerWeighting
 from diarizen_lab.models.wavlm import WavLM, WavLMConfig, get_preset
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
-from diarizen_lab.store.wavlm_formats import save_wavlm
+from diarizen_lab.models.wavlm.formats import save_wavlm
+from diarizen_lab.models.io import build_model
 
 SAMPLE_WAV = Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"
 SMALL_HEAD = dict(task=Task(), attention_in=32, ffn_hidden=64, num_heads=2, num_layers=1, kernel_size=7)
@@ -46,23 +47,51 @@ def seeded(factory, seed: int = 0, **kwargs):
 # Building blocks
 
 
-def test_conformer_keeps_shape_and_validates_settings():
-    encoder = ConformerEncoder(dim=16, ffn_hidden=32, num_heads=4, num_layers=2, kernel_size=5, dropout=0.0).eval()
+@pytest.mark.parametrize("conv_norm", ["batch", "layer"])
+def test_conformer_keeps_shape_and_validates_settings(conv_norm):
+    encoder = ConformerEncoder(
+        dim=16, ffn_hidden=32, num_heads=4, num_layers=2, kernel_size=5, dropout=0.0, conv_norm=conv_norm
+    ).eval()
+    norm = encoder.blocks[0].convolution.depthwise_norm
+    assert isinstance(norm, torch.nn.BatchNorm1d if conv_norm == "batch" else torch.nn.LayerNorm)
     x = torch.randn(3, 21, 16)
     y = encoder(x)
     assert y.shape == (3, 21, 16)
     # each block ends with a LayerNorm (unit gain, zero bias at init)
     torch.testing.assert_close(y.mean(-1), torch.zeros(3, 21), atol=1e-5, rtol=0)
-    # a chunk's output does not depend on the other chunks of the batch (no batch statistics)
+    # in evaluation, a chunk's output does not depend on the other chunks of the batch (running statistics)
     torch.testing.assert_close(encoder(x[1:2]), y[1:2], atol=1e-5, rtol=1e-5)
+    # in training, batch norm normalises with the batch's statistics, layer norm with each frame's
+    encoder.train()
+    assert torch.allclose(encoder(x[1:2]), encoder(x)[1:2], atol=1e-5) == (conv_norm == "layer")
     with pytest.raises(ValueError, match="odd"):
         ConformerEncoder(dim=16, kernel_size=4)
     with pytest.raises(ValueError, match="divisible"):
         ConformerEncoder(dim=18, num_heads=4)
+    with pytest.raises(ValueError, match="conv_norm"):
+        ConformerEncoder(dim=16, conv_norm="group")
 
 
-def test_layer_weighting_starts_uniform_and_is_a_softmax_combination():
+def test_linear_layer_weighting_is_upstreams_raw_linear_layer():
+    torch.manual_seed(0)
     weighting = LayerWeighting(3)
+    assert weighting.mode == "linear" and weighting.weight.shape == (3,)
+    assert weighting.weight.abs().max() <= 1 / np.sqrt(3)  # nn.Linear(3, 1)'s initialisation bound
+    with torch.no_grad():
+        weighting.weight.copy_(torch.tensor([-0.5, 2.0, 0.25]))  # no normalisation, any sign
+    states = [torch.randn(2, 5, 4) for _ in range(3)]
+    upstream = torch.nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        upstream.weight.copy_(weighting.weight[None])
+    expected = upstream(torch.stack(states, dim=-1)).squeeze(-1)  # upstream's weight_sum
+    torch.testing.assert_close(weighting(states), expected)
+    torch.testing.assert_close(weighting(states), -0.5 * states[0] + 2.0 * states[1] + 0.25 * states[2])
+    with pytest.raises(ValueError, match="must be one of"):
+        LayerWeighting(3, "mean")
+
+
+def test_softmax_layer_weighting_starts_uniform_and_is_a_convex_combination():
+    weighting = LayerWeighting(3, "softmax")
     states = [torch.full((2, 5, 4), float(value)) for value in (1.0, 2.0, 6.0)]
     torch.testing.assert_close(weighting.weights, torch.full((3,), 1 / 3))
     torch.testing.assert_close(weighting(states), torch.full((2, 5, 4), 3.0))
@@ -116,7 +145,7 @@ def test_wavlm_checkpoint_gives_architecture_and_weights(tmp_path):
         torch.testing.assert_close(model.wavlm.state_dict()[name], value, atol=0, rtol=0)
     args = model.architecture()["args"]
     assert args["wavlm"] == pruned_tiny_config().to_dict() and args["wavlm_checkpoint"] is None
-    assert model.layer_weighting.logits.numel() == 3
+    assert model.layer_weighting.weight.numel() == 3
     # the architecture alone rebuilds the same network (random weights, no checkpoint needed)
     rebuilt = WavLMConformer(**args, task=model.task)
     assert [(n, p.shape) for n, p in rebuilt.named_parameters()] == [(n, p.shape) for n, p in model.named_parameters()]
@@ -244,7 +273,7 @@ def test_parameter_groups_are_disjoint_and_complete(freeze):
     assert not wavlm & rest
     assert wavlm | rest == trainable
     assert wavlm == (set() if freeze else {id(p) for p in model.wavlm.parameters()})
-    assert id(model.layer_weighting.logits) in rest
+    assert id(model.layer_weighting.weight) in rest
 
     fbank = tiny_fbank_conformer()
     assert fbank.wavlm_parameters() == []
@@ -270,7 +299,7 @@ def test_trainable_wavlm_receives_gradients():
     model = seeded(tiny_wavlm_conformer).train()
     model(torch.randn(1, 1, 16000)).mean().backward()
     assert all(p.grad is not None for p in model.wavlm_parameters() if p.requires_grad)
-    assert model.layer_weighting.logits.grad.abs().sum() > 0
+    assert model.layer_weighting.weight.grad.abs().sum() > 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -283,7 +312,7 @@ def test_wavlm_base_plus_conformer_has_wavlm_base_plus_parameters():
         reference = torchaudio.models.wavlm_base()
     num_wavlm = sum(p.numel() for p in model.wavlm_parameters())
     assert num_wavlm == sum(p.numel() for p in reference.parameters()) == 94_381_168
-    assert model.layer_weighting.logits.numel() == 13
+    assert model.layer_weighting.weight.numel() == 13
     assert model.projection.in_features == 768 and model.dimension == 11
 
 
@@ -296,3 +325,14 @@ def test_fbank_conformer_default_size():
     block = 2 * feed_forward + attention + convolution + 2 * d
     head = (160 * d + d) + 2 * d + (d * 11 + 11)
     assert sum(p.numel() for p in model.parameters()) == 4 * block + head == 6_136_331
+
+
+def test_wavlm_regularisation_is_settable_and_recorded():
+    model = tiny_wavlm_conformer(wavlm_training={"layer_drop": 0.05, "projection_dropout": 0.1})
+    assert model.wavlm.config.layer_drop == 0.05 and model.wavlm.encoder.layer_drop == 0.05
+    assert model.wavlm.feature_projection.dropout.p == 0.1
+    args = model.architecture()["args"]
+    assert args["wavlm"]["layer_drop"] == 0.05 and args["wavlm_training"] is None  # folded into the config
+    assert build_model(model.architecture()).wavlm.config == model.wavlm.config
+    with pytest.raises(DiarizenLabError, match="wavlm_training accepts"):
+        tiny_wavlm_conformer(wavlm_training={"embed_dim": 8})

@@ -1,6 +1,7 @@
 """Physical pruning: size formulas, equivalence with the gated student, the pruned file in use, the CLI."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from diarizen_lab.models.wavlm import WavLM, WavLMConfig, get_preset, load_wavlm
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
 from diarizen_lab.pruning import PruningStudent, full_keep, mac_counts, param_counts, prune_student
 from diarizen_lab.pruning.apply import max_hidden_state_difference
-from diarizen_lab.store.wavlm_formats import save_wavlm
+from diarizen_lab.models.wavlm.formats import save_wavlm
 
 S80_CHANNELS = [90, 161, 173, 181, 351, 155, 137]
 S80_BASE_PLUS = dict(
@@ -183,3 +184,29 @@ def test_cli_extract_then_apply(tmp_path, capsys):
     assert main(["prune", "extract", "-c", str(tmp_path / "student.pt"), "-o", str(tmp_path / "x.pt")]) == 2
     assert not (tmp_path / "x.pt").exists()
     assert "PruningStudent" in capsys.readouterr().err
+
+
+UPSTREAM_PRUNED = Path(__file__).resolve().parents[1].parent / "shared" / "upstream-fixtures" / "base_tiny_pruned"
+
+
+@pytest.mark.skipif(not UPSTREAM_PRUNED.is_dir(), reason=f"needs the upstream fixtures in {UPSTREAM_PRUNED}")
+def test_an_upstream_pruned_wavlm_prunes_further_with_its_output_scale(tmp_path):
+    # upstream's pruned WavLM scales the extractor output by dummy_weight: pruning it again keeps the kept
+    # channels' scales, so the twice-pruned file still computes what the gated student computes
+    source = UPSTREAM_PRUNED / "wavlm_only.bin"
+    torch.manual_seed(0)
+    student = PruningStudent(wavlm_checkpoint=source, distill_layers=[0, 1])
+    assert student.wavlm.config.extractor_output_scale
+    with torch.no_grad():
+        for gate in student.gates.values():
+            gate.log_alpha.normal_(1.0, 2.5)
+    student.eval()
+    pruned = prune_student(student)
+    assert pruned.config.conv_layers[-1][0] < student.wavlm.config.conv_layers[-1][0]
+    save_wavlm(tmp_path / "twice.pt", pruned)
+    reloaded = load_wavlm(tmp_path / "twice.pt").eval()
+    assert reloaded.config.extractor_output_scale
+    scale = student.wavlm.feature_extractor.output_scale
+    assert not torch.equal(scale, torch.ones_like(scale))  # the fixture's scale is not the identity
+    waveforms = torch.randn(2, 12_345, generator=torch.Generator().manual_seed(0))
+    assert max_hidden_state_difference(student, reloaded, waveforms) < 1e-4

@@ -12,7 +12,7 @@ import torch
 from diarizen_lab.cli import main
 from diarizen_lab.data.task import Task
 from diarizen_lab.models.wavlm import WavLM, get_preset, load_wavlm
-from diarizen_lab.store.wavlm_formats import save_wavlm
+from diarizen_lab.models.wavlm.formats import save_wavlm
 from diarizen_lab.training.recipe import load_training_config, train
 
 CONFIG = Path(__file__).resolve().parents[1] / "conf" / "prune_tiny.toml"

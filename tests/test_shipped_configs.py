@@ -15,8 +15,11 @@ from diarizen_lab.training.recipe import load_training_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TRAINING = ["tiny_wavlm_conformer", "tiny_fbank_conformer", "wavlm_updated_conformer", "wavlm_frozen_conformer",
-            "fbank_conformer"]
-PRUNING = ["prune_tiny", "prune_s80_base"]
+            "wavlm_large_updated_conformer", "fbank_conformer"]
+PRUNING = ["prune_tiny", "prune_s80_base", "prune_s80_large"]
+#: the DiariZen configs: upstream's model and upstream's recipe values
+DIARIZEN = ["wavlm_updated_conformer", "wavlm_frozen_conformer", "wavlm_large_updated_conformer",
+            "prune_s80_base_finetune", "prune_s80_large_finetune"]
 
 
 @pytest.mark.parametrize("name", TRAINING)
@@ -69,3 +72,32 @@ def test_pruning_configs_name_the_teacher_once_and_load_from_any_directory(name,
     assert config["objective"].args["teacher"] == CONF.parent / "exp" / name / "teacher.pt"
     assert "wavlm_checkpoint" not in config["model"].args  # the student starts from the teacher
     assert config["train_dataset"].args["data_dir"].is_relative_to(CONF.parent / "data")
+
+
+@pytest.mark.parametrize("name", DIARIZEN)
+def test_diarizen_configs_use_upstream_s_model_and_selection(name):
+    config = load_training_config(CONF / f"{name}.toml")
+    model = config["model"].args
+    assert (model["layer_weighting"], model["conformer_conv_norm"]) == ("linear", "batch")
+    checkpoint = config["checkpoint"]
+    # upstream: save_max_score = false, max_num_checkpoints = 100; its scripts average 5 epochs by the loss
+    assert (checkpoint.monitor, checkpoint.mode, checkpoint.keep_last_n, checkpoint.keep_best_n) == (
+        "val/loss", "min", 100, 5)
+    assert config["trainer"].patience == (5 if "prune" in name else 10)
+    assert config["trainer"].max_epochs == (20 if "prune" in name else 100)
+    assert (config["clipping"].mode, config["clipping"].percentile, config["clipping"].history) == ("adaptive", 90.0, 1000)
+    assert config["dataloader"].batch_size == (32 if "frozen" in name else 16)
+
+
+@pytest.mark.parametrize(("name", "layers", "batch_size"), [("prune_s80_base", [0, 4, 8, 12], 16),
+                                                            ("prune_s80_large", [0, 8, 16, 24], 8)])
+def test_pruning_configs_carry_upstream_s_recipe_values(name, layers, batch_size):
+    config = load_training_config(CONF / f"{name}.toml")
+    student, objective = config["model"].args, config["objective"].args
+    assert student["units"] == ["conv", "head", "interm"] and student["distill_layers"] == layers
+    assert objective["teacher_layers"] == layers and objective["cosine_type"] == "distance"
+    assert (objective["target_sparsity"], objective["gate_lr"], objective["l1_weight"], objective["l2_weight"],
+            objective["cos_weight"]) == (0.8, 0.02, 1.0, 0.0, 1.0)
+    assert (config["meta"].seed, config["dataloader"].batch_size, config["optimizer"].args["lr"]) == (3407, batch_size, 2e-4)
+    assert (config["trainer"].max_epochs, config["trainer"].patience) == (30, 5)
+    assert config["train_dataset"].args["chunk_shift"] == 6.0 and config["clipping"].mode == "adaptive"

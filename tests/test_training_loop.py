@@ -28,8 +28,12 @@ from diarizen_lab.training.settings import (
     TrainerSettings,
 )
 
+# LayerNorm in the Conformer convolution: without batch statistics, accumulated batches equal one big batch, runs
+# on several processes equal one process, and lr = 0 leaves every tensor unchanged (not so with BatchNorm)
 TASK = Task(chunk_size=1.0)
-TINY = dict(task=TASK, attention_in=16, ffn_hidden=32, num_heads=2, num_layers=1, kernel_size=3)
+TINY = dict(
+    task=TASK, attention_in=16, ffn_hidden=32, num_heads=2, num_layers=1, kernel_size=3, conformer_conv_norm="layer"
+)
 
 
 def make_trainer(
@@ -203,6 +207,7 @@ num_heads = 2
 num_layers = 1
 kernel_size = 3
 dropout = 0.1
+conformer_conv_norm = "layer"  # see TINY
 
 [train_dataset]
 path = "diarizen_lab.data.dataset.ChunkDataset"

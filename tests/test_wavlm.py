@@ -9,6 +9,7 @@ import pytest
 import tomli_w
 import tomllib
 import torch
+from torch.nn import functional as F
 
 from diarizen_lab.models.wavlm import WavLM, WavLMConfig, get_preset, load_wavlm
 from diarizen_lab.models.wavlm.attention import relative_position_buckets
@@ -51,6 +52,11 @@ def transformers_model(config: WavLMConfig) -> torch.nn.Module:
         intermediate_size=config.ffn_dims[0],
         num_buckets=config.num_buckets,
         max_bucket_distance=config.max_distance,
+        hidden_dropout=config.dropout,
+        attention_dropout=config.attention_dropout,
+        activation_dropout=config.activation_dropout,
+        feat_proj_dropout=config.projection_dropout,
+        layerdrop=config.layer_drop,
         attn_implementation="eager",
     )
     return randomise(transformers.WavLMModel(hf_config))
@@ -80,6 +86,17 @@ def torchaudio_model(config: WavLMConfig) -> torch.nn.Module:
     return randomise(model, seed=1)
 
 
+def reference_input(waveforms: torch.Tensor, lengths: torch.Tensor | None, large: bool) -> torch.Tensor:
+    """What the reference implementations are fed: Large models expect each waveform normalised (over its valid
+    samples, padding zero), as transformers' feature extractor does; ours normalise inside the model."""
+    if not large:
+        return waveforms
+    if lengths is None:
+        lengths = torch.full((len(waveforms),), waveforms.size(1))
+    rows = [F.pad(F.layer_norm(w[:n], (int(n),)), (0, waveforms.size(1) - int(n))) for w, n in zip(waveforms, lengths)]
+    return torch.stack(rows)
+
+
 def assert_all_close(actual: list[torch.Tensor], expected: list[torch.Tensor]) -> None:
     assert len(actual) == len(expected)
     for index, (a, e) in enumerate(zip(actual, expected)):
@@ -103,15 +120,19 @@ def test_hidden_states_match_transformers(tmp_path, large):
     lengths = torch.tensor([NUM_SAMPLES, 9000])
     attention_mask = (torch.arange(NUM_SAMPLES)[None, :] < lengths[:, None]).long()
     with torch.no_grad():
-        expected = reference(waveforms, output_hidden_states=True).hidden_states
-        expected_padded = reference(waveforms, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+        output = reference(reference_input(waveforms, None, large), output_hidden_states=True)
+        padded_input = reference_input(waveforms, lengths, large)
+        padded_output = reference(padded_input, attention_mask=attention_mask, output_hidden_states=True)
         actual = model(waveforms)
         actual_padded = model(waveforms, lengths)
+        # transformers' last_hidden_state of a pre-norm model is its last hidden state after the final layer norm
+        expected_last = model.encoder.layer_norm(actual[-1]) if large else actual[-1]
 
     assert len(actual) == config.num_layers + 1
     assert actual[0].shape == (2, model.num_frames(NUM_SAMPLES), config.embed_dim) == (2, 50, 64)
-    assert_all_close(actual, list(expected))
-    assert_all_close(actual_padded, list(expected_padded))
+    assert_all_close(actual, list(output.hidden_states))
+    assert_all_close(actual_padded, list(padded_output.hidden_states))
+    torch.testing.assert_close(output.last_hidden_state, expected_last, **INFERENCE_TOLERANCE)
     # padding changes the second item only
     torch.testing.assert_close(actual_padded[-1][0], actual[-1][0], **TOLERANCE)
     assert not torch.allclose(actual_padded[-1][1], actual[-1][1])
@@ -127,8 +148,8 @@ def test_hidden_states_match_torchaudio(tmp_path, large):
 
     waveforms = torch.randn(2, NUM_SAMPLES, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        layer_outputs, _ = reference.extract_features(waveforms)
-        final, _ = reference(waveforms)
+        layer_outputs, _ = reference.extract_features(reference_input(waveforms, None, large))
+        final, _ = reference(reference_input(waveforms, None, large))
         actual = model(waveforms)
         # a pre-norm model's final layer norm applies to its output only, not to the hidden states
         expected_final = model.encoder.layer_norm(actual[-1]) if large else actual[-1]

@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 from diarizen_lab.errors import InputError
-from diarizen_lab.models.wavlm import STANDARD_CONV_LAYERS, WavLM, get_preset
-from diarizen_lab.store.wavlm_formats import (
+from diarizen_lab.models.wavlm import STANDARD_CONV_LAYERS, TRAINING_FIELDS, WavLM, WavLMConfig, get_preset
+from diarizen_lab.models.wavlm.formats import (
     FORMAT,
     convert_wavlm,
     load_wavlm,
@@ -156,17 +156,34 @@ def formats(request, tmp_path_factory) -> tuple[bool, dict[str, Path]]:
     return large, write_all_formats(tmp_path_factory.mktemp("large" if large else "base"), large)
 
 
+def architecture(config: WavLMConfig) -> WavLMConfig:
+    """``config`` with default regularisation settings: what the weights determine."""
+    return dataclasses.replace(config, **{name: getattr(WavLMConfig(), name) for name in TRAINING_FIELDS})
+
+
 def test_every_format_loads_the_same_weights(formats):
     large, paths = formats
     expected_config = get_preset("wavlm_tiny_large" if large else "wavlm_tiny")
+    assert expected_config.normalize_waveform == large
     reference = load_wavlm_checkpoint(paths["transformers dir (safetensors)"])[1]
     assert reference["encoder.rel_attn_embed.embedding.weight"].shape == (320, 4)
     for name, path in paths.items():
         config, state_dict = load_wavlm_checkpoint(path)
-        assert config == expected_config, name
+        assert architecture(config) == expected_config, name
         assert state_dict.keys() == reference.keys(), name
         for key, value in reference.items():
             assert torch.equal(state_dict[key], value), f"{name}: {key}"
+
+
+def test_regularisation_is_read_from_the_checkpoint_config(formats):
+    _, paths = formats
+    fields = ("dropout", "attention_dropout", "activation_dropout", "projection_dropout", "layer_drop")
+    # transformers' WavLMConfig defaults (hidden, attention, activation, feature projection dropout; layerdrop)
+    hf = load_wavlm_checkpoint(paths["transformers dir (safetensors)"])[0]
+    assert [getattr(hf, name) for name in fields] == [0.1, 0.1, 0.1, 0.0, 0.1]
+    # the fairseq cfg's encoder_layerdrop; Microsoft's defaults elsewhere
+    fairseq = load_wavlm_checkpoint(paths["fairseq (cfg dict)"])[0]
+    assert [getattr(fairseq, name) for name in fields] == [0.1, 0.1, 0.0, 0.0, 0.05]
 
 
 def test_load_and_save_round_trip(formats, tmp_path):

@@ -21,7 +21,7 @@ Whether lower or higher is better is inferred from the metric name (der, loss, e
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "average",
-        help="average checkpoints chosen by a validation metric (best, last or window of N epochs)",
+        help="average checkpoints chosen by a validation metric (best, last, window, prev or center of N epochs)",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--metric", default="val/der", help="metrics.jsonl key used to choose epochs (default: val/der)"
     )
     parser.add_argument(
-        "--mode", choices=["best", "last", "window"], default="best", help="epoch selection (default: best)"
+        "--mode", choices=["best", "last", "window", "prev", "center"], default="best",
+        help="epoch selection (default: best; upstream DiariZen averages with prev)"
     )
     parser.add_argument("-n", "--num-epochs", type=int, default=5, help="number of epochs to average (default: 5)")
     parser.add_argument(

@@ -16,6 +16,10 @@ downloaded: an asset name resolves, first match wins, to
   3. for wavlm-base, wavlm-base-plus, wavlm-large, wespeaker-resnet34-lm, plda (or any id org/name[/subfolder]):
      the cache tree models--org--name in <store>, <store>/hub or the Hugging Face cache ($HF_HUB_CACHE).
 
+A released DiariZen model (config.toml + pytorch_model.bin, optional plda/; e.g. the cache tree of
+BUT-FIT/diarizen-wavlm-base-s80-md) is listed as kind diarizen-released and can be passed by name to
+`diarize -c`, `train --set finetune.init_from=...` and `checkpoints import SRC DST` (our model file, same outputs).
+
 To fill a store on a machine with network access: `hf download microsoft/wavlm-base-plus --cache-dir STORE`
 (likewise pyannote/wespeaker-voxceleb-resnet34-LM and pyannote/speaker-diarization-community-1 for the PLDA),
 then move STORE with `cp -a` or `rsync -a`: `scp -r` turns the snapshot symlinks into copies (still usable,
@@ -35,7 +39,7 @@ STORE_HELP = "the store (default: $DIARIZEN_LAB_CHECKPOINTS, else ./checkpoints)
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "checkpoints",
-        help="list, verify, repair and convert the pretrained assets of the offline checkpoint store",
+        help="list, verify, repair and convert the pretrained assets of the offline store; import models",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -81,11 +85,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--checkpoint-dir", type=Path, default=None, help="the store that resolves SRC")
     convert.add_argument("--force", action="store_true", help="overwrite DST if it exists")
 
+    imports = actions.add_parser(
+        "import",
+        help="write a segmentation model (a released DiariZen folder or hub asset, ...) as our model.pt",
+        description="Write the segmentation model SRC as diarizen_lab's self-describing model file DST "
+        "(architecture + weights): SRC is a released DiariZen folder (config.toml + pytorch_model.bin), a store "
+        "asset name such as a Hugging Face cache tree BUT-FIT/diarizen-*, or our own model.pt / checkpoint / "
+        "experiment directory. DST computes exactly what SRC computes. A released model's pipeline settings "
+        "([inference.args], [clustering.args], plda/) stay in its folder: pass the folder to `diarize -c` to use "
+        "them.",
+    )
+    imports.add_argument("source", metavar="SRC", help="released folder, asset name, or our model file / dir")
+    imports.add_argument("destination", metavar="DST", type=Path, help="the model.pt to write")
+    imports.add_argument("--checkpoint-dir", type=Path, default=None, help="the store that resolves SRC")
+    imports.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"list": _list, "verify": _verify, "repair": _repair, "convert": _convert}[args.action](args)
+    actions = {"list": _list, "verify": _verify, "repair": _repair, "convert": _convert, "import": _import}
+    return actions[args.action](args)
 
 
 def _size(num_bytes: int) -> str:
@@ -158,11 +178,25 @@ def _repair(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from diarizen_lab.store import resolve_asset
-    from diarizen_lab.store.wavlm_formats import convert_wavlm
+    from diarizen_lab.models.wavlm.formats import convert_wavlm
 
     if args.destination.exists() and not args.force:
         raise DiarizenLabError(f"{args.destination} exists (pass --force to overwrite it)")
     source = resolve_asset(args.source, args.checkpoint_dir)
     config = convert_wavlm(source, args.destination)
     print(f"wrote {args.destination}: WavLM with {len(config.num_heads)} layers, converted from {source}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from diarizen_lab.models import load_model, locate_model
+    from diarizen_lab.models.io import save_model
+
+    if args.destination.exists() and not args.force:
+        raise DiarizenLabError(f"{args.destination} exists (pass --force to overwrite it)")
+    source = locate_model(args.source, args.checkpoint_dir)
+    model = load_model(source, checkpoint_dir=args.checkpoint_dir)
+    save_model(args.destination, model, {"imported_from": str(source)})
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    print(f"wrote {args.destination}: {type(model).__name__} ({parameters:,} parameters), imported from {source}")
     return 0

@@ -9,8 +9,11 @@ from pathlib import Path
 DESCRIPTION = """\
 Diarize recordings with pyannote.audio's SpeakerDiarization pipeline around a trained segmentation model.
 
--c takes a model checkpoint (model.pt or an averaged checkpoint), an epoch directory, or an experiment
-directory (its checkpoints/best). -i takes a wav.scp, one audio file, or a directory of audio files.
+-c takes a model checkpoint (model.pt or an averaged checkpoint), an epoch directory, an experiment
+directory (its checkpoints/best), a released DiariZen folder (config.toml + pytorch_model.bin), or the store
+asset name of either (e.g. a Hugging Face cache tree BUT-FIT/diarizen-wavlm-base-s80-md). A released model's
+[inference.args], [clustering.args] and plda/ are used for every setting that --config and --set leave out.
+-i takes a wav.scp, one audio file, or a directory of audio files.
 Pipeline settings (embedding model, clustering ahc|vbx, PLDA, window, thresholds, speaker counts) come from
 the [diarization] section of --config and/or --set diarization.KEY=VALUE; the speaker-embedding model and the
 PLDA are resolved from the offline checkpoint store, never downloaded.
@@ -29,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-c", "--checkpoint", type=Path, required=True, help="model file, epoch dir or exp dir")
+    parser.add_argument(
+        "-c", "--checkpoint", required=True, help="model file, epoch dir, exp dir, released folder or asset name"
+    )
     parser.add_argument("-i", "--input", type=Path, required=True, help="wav.scp, audio file or directory")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output directory for <recording>.rttm")
     parser.add_argument("--config", type=Path, default=None, help="TOML file with a [diarization] section")
@@ -90,19 +95,38 @@ def recording_name(audio: Path) -> str:
     return audio.stem
 
 
+def settings_set_by_user(config: Path | None, overrides: list[str]) -> set[str]:
+    """Names of the [diarization] settings that the --config file or --set give (already validated)."""
+    import tomllib
+
+    names = {override.partition("=")[0].strip().removeprefix("diarization.") for override in overrides}
+    if config is not None:
+        names |= set(tomllib.loads(config.read_text()).get("diarization", {}))
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from tqdm import tqdm
 
     from diarizen_lab.config import load_config
     from diarizen_lab.errors import DiarizenLabError
     from diarizen_lab.evaluation.pipeline import DiarizationConfig, build_pipeline, diarize_file
     from diarizen_lab.evaluation.rttm import write_rttm
-    from diarizen_lab.models.io import load_model
+    from diarizen_lab.models import load_model, locate_model
+    from diarizen_lab.models.upstream import released_pipeline_settings
     from diarizen_lab.utils.atomic import require_writable_dir
     from diarizen_lab.utils.devices import resolve_device
 
     logging.basicConfig(format="diarizen-lab: warning: %(message)s", level=logging.WARNING)
     settings = load_config(args.config, {"diarization": DiarizationConfig}, args.overrides)["diarization"]
+    model_path = locate_model(args.checkpoint, args.checkpoint_dir)
+    user = settings_set_by_user(args.config, args.overrides)
+    released = {name: value for name, value in released_pipeline_settings(model_path).items() if name not in user}
+    if released:
+        settings = dataclasses.replace(settings, **released)
+        print("released model settings: " + ", ".join(f"{name}={value}" for name, value in released.items()))
     if args.output.exists() and not args.output.is_dir():
         raise DiarizenLabError(f"{args.output}: exists and is not a directory (-o takes the output directory)")
     require_writable_dir(args.output, "-o output directory")
@@ -110,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     todo = recordings(args.input)
     if args.skip_existing:
         todo = {uri: path for uri, path in todo.items() if not (args.output / f"{uri}.rttm").exists()}
-    model = load_model(args.checkpoint)
+    model = load_model(model_path, checkpoint_dir=args.checkpoint_dir)
     pipeline = build_pipeline(model, settings, checkpoint_dir=args.checkpoint_dir, device=device)
     for uri, path in tqdm(todo.items(), desc="diarize", unit="rec", disable=len(todo) < 2):
         diarization = diarize_file(pipeline, path, uri=uri)

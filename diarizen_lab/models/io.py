@@ -13,6 +13,10 @@ and ``model.path`` must name a model class (a subclass of pyannote's ``Model``) 
 :data:`ARCHITECTURE_PACKAGES`: a checkpoint never executes code, so ``meta`` must hold only plain values (str,
 int, float, bool, None, lists, dicts, tensors).
 
+``args`` lists every constructor argument. An argument added to a model later is absent from older files; on
+reading, it takes the value that reproduces what those files were trained as (:data:`ARGS_BEFORE_THEY_EXISTED`),
+not the constructor default.
+
 Files written before the task had its own block kept ``chunk_size``, ``sample_rate``,
 ``max_speakers_per_chunk`` and ``max_speakers_per_frame`` among the segmentation model's ``args``; they load
 as they are (:func:`model_task` reads those arguments into a :class:`~diarizen_lab.data.task.Task`).
@@ -38,6 +42,16 @@ FORMAT = "diarizen_lab.model/1"
 MODEL_FILE = "model.pt"
 ARCHITECTURE_PACKAGES = ("diarizen_lab.", "pyannote.audio.")
 """The only packages a model file may name its architecture in (checked before anything is imported)."""
+
+#: Per model class, constructor arguments added after files were first written, with the value that files
+#: lacking them imply (the variant the code had then; the defaults are now upstream DiariZen's variants).
+ARGS_BEFORE_THEY_EXISTED: dict[str, dict[str, Any]] = {
+    "diarizen_lab.models.wavlm_conformer.WavLMConformer": {
+        "layer_weighting": "softmax",
+        "conformer_conv_norm": "layer",
+    },
+    "diarizen_lab.models.fbank_conformer.FbankConformer": {"conformer_conv_norm": "layer"},
+}
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
@@ -104,6 +118,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     ):
         raise InputError("checkpoint lacks a valid 'model' {path, args} block or 'state_dict'", path=path)
     require_finite_weights(checkpoint["state_dict"], path)
+    implied = ARGS_BEFORE_THEY_EXISTED.get(architecture["path"], {})
+    architecture["args"] = {**implied, **architecture.get("args", {})}
     return checkpoint
 
 
@@ -162,7 +178,13 @@ def load_model(path_or_dir: str | os.PathLike, map_location: str | torch.device 
         model = build_model(checkpoint["model"])
     except (ValueError, TypeError) as error:
         raise InputError(f"cannot build model {checkpoint['model']['path']!r}: {error}", path=path) from None
-    state_dict = checkpoint["state_dict"]
+    load_state_dict_strictly(model, checkpoint["state_dict"], path, checkpoint["model"]["path"])
+    return model.to(map_location).eval()
+
+
+def load_state_dict_strictly(model: nn.Module, state_dict: dict[str, Any], path: str | os.PathLike, what: str) -> None:
+    """Load ``state_dict`` into ``model``; if it does not match exactly, the error lists the missing, unexpected
+    and mis-shaped entries (``what`` names the architecture, ``path`` the file)."""
     expected = model.state_dict()
     missing = sorted(expected.keys() - state_dict.keys())
     unexpected = sorted(state_dict.keys() - expected.keys())
@@ -178,12 +200,11 @@ def load_model(path_or_dir: str | os.PathLike, map_location: str | torch.device 
     ]
     if problems:
         raise InputError(
-            f"state dict does not match {checkpoint['model']['path']} ({'; '.join(problems)})",
+            f"state dict does not match {what} ({'; '.join(problems)})",
             path=path,
             fix="the weights were saved from a different architecture",
         )
     model.load_state_dict(state_dict, strict=True)
-    return model.to(map_location).eval()
 
 
 def _abbreviate(names: list[str], limit: int = 8) -> str:

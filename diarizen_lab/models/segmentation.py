@@ -39,6 +39,9 @@ class PowersetSegmentationModel(Model, abc.ABC):
         Sample rate, chunk duration and speaker counts (``model.task``; ``specifications``).
     attention_in, ffn_hidden, num_heads, num_layers, kernel_size, dropout
         Conformer encoder (see :class:`~diarizen_lab.models.conformer.ConformerEncoder`).
+    conformer_conv_norm : {"batch", "layer"}
+        Normalisation in the Conformer convolution modules: upstream DiariZen's ``BatchNorm1d`` or a
+        ``LayerNorm`` (``conv_norm`` of :class:`~diarizen_lab.models.conformer.ConformerEncoder`).
     selected_channel : int
         Channel used when the input has several channels; mono input is used as is.
     num_channels : int
@@ -59,6 +62,7 @@ class PowersetSegmentationModel(Model, abc.ABC):
         dropout: float = 0.1,
         selected_channel: int = 0,
         num_channels: int = 1,
+        conformer_conv_norm: str = "batch",
     ) -> None:
         # pyannote's Model only declares mono input: channels are handled here.
         super().__init__(sample_rate=task.sample_rate, num_channels=1)
@@ -78,11 +82,14 @@ class PowersetSegmentationModel(Model, abc.ABC):
             dropout=dropout,
             selected_channel=selected_channel,
             num_channels=num_channels,
+            conformer_conv_norm=conformer_conv_norm,
         )
 
         self.projection = nn.Linear(feature_dim, attention_in)
         self.projection_norm = nn.LayerNorm(attention_in)
-        self.conformer = ConformerEncoder(attention_in, ffn_hidden, num_heads, num_layers, kernel_size, dropout)
+        self.conformer = ConformerEncoder(
+            attention_in, ffn_hidden, num_heads, num_layers, kernel_size, dropout, conformer_conv_norm
+        )
         self.classifier = nn.Linear(attention_in, self.dimension)
         self.activation = nn.LogSoftmax(dim=-1)
 

@@ -29,6 +29,13 @@ class WavLMConformer(PowersetSegmentationModel):
     freeze_wavlm : bool
         Keep WavLM weights fixed: no gradients, and WavLM stays in eval mode (no dropout, no layer drop) even
         when the model trains.
+    wavlm_training : dict, optional
+        WavLM regularisation settings overriding those of the architecture or checkpoint
+        (:data:`~diarizen_lab.models.wavlm.TRAINING_FIELDS`: ``dropout``, ``layer_drop``, ``projection_dropout``,
+        ...), e.g. ``{layer_drop = 0.0}``.
+    layer_weighting : {"linear", "softmax"}
+        How hidden states are combined (:class:`~diarizen_lab.models.layer_weighting.LayerWeighting`): upstream
+        DiariZen's raw linear weights, or softmax-normalised weights (models written before this option).
     task : Task
         Sample rate, chunk duration and speaker counts.
     **segmentation
@@ -41,14 +48,18 @@ class WavLMConformer(PowersetSegmentationModel):
         wavlm: str | dict[str, Any] | None = None,
         wavlm_checkpoint: Asset | None = None,
         freeze_wavlm: bool = False,
+        wavlm_training: dict[str, float] | None = None,
+        layer_weighting: str = "linear",
         *,
         task: Task,
         **segmentation: Any,
     ) -> None:
-        encoder = wavlm_encoder(wavlm, wavlm_checkpoint, owner="WavLMConformer", default="random:wavlm_base_plus")
+        encoder = wavlm_encoder(
+            wavlm, wavlm_checkpoint, owner="WavLMConformer", default="random:wavlm_base_plus", **(wavlm_training or {})
+        )
         super().__init__(encoder.config.embed_dim, task=task, **segmentation)
         self.wavlm = encoder
-        self.layer_weighting = LayerWeighting(encoder.config.num_layers + 1)
+        self.layer_weighting = LayerWeighting(encoder.config.num_layers + 1, layer_weighting)
         self.freeze_wavlm = freeze_wavlm
         if freeze_wavlm:
             self.wavlm.requires_grad_(False)
@@ -65,7 +76,14 @@ class WavLMConformer(PowersetSegmentationModel):
 
     def frontend_args(self) -> dict[str, Any]:
         # the current config, so that a WavLM replaced by a pruned one is described correctly
-        return {"wavlm": self.wavlm.config.to_dict(), "wavlm_checkpoint": None, "freeze_wavlm": self.freeze_wavlm}
+        # (regularisation overrides included)
+        return {
+            "wavlm": self.wavlm.config.to_dict(),
+            "wavlm_checkpoint": None,
+            "freeze_wavlm": self.freeze_wavlm,
+            "wavlm_training": None,
+            "layer_weighting": self.layer_weighting.mode,
+        }
 
     def train(self, mode: bool = True) -> WavLMConformer:
         super().train(mode)

@@ -18,7 +18,7 @@ from typing import Any
 
 from diarizen_lab.config import Asset
 from diarizen_lab.errors import DiarizenLabError
-from diarizen_lab.models.wavlm import PRESETS, WavLM, WavLMConfig, get_preset, load_wavlm
+from diarizen_lab.models.wavlm import PRESETS, TRAINING_FIELDS, WavLM, WavLMConfig, get_preset, load_wavlm
 
 __all__ = ["RANDOM_PREFIX", "wavlm_architecture", "wavlm_encoder"]
 
@@ -71,6 +71,9 @@ def wavlm_encoder(
     **training
         Regularisation overrides (e.g. ``layer_drop=0.0``).
     """
+    invalid = sorted(set(training) - set(TRAINING_FIELDS))
+    if invalid:
+        raise DiarizenLabError(f"{owner}: wavlm_training accepts {', '.join(TRAINING_FIELDS)}, got {', '.join(invalid)}")
     if wavlm is not None and wavlm_checkpoint is not None:
         raise DiarizenLabError(
             f"{owner}: set either wavlm (architecture, random weights) or wavlm_checkpoint (pretrained weights, "

@@ -77,6 +77,8 @@ def prune_student(student: PruningStudent) -> WavLM:
         conv_layers.append((kept.numel(), kernel, stride))
         previous_kept, previous_values = kept, layer_values
     last_values = previous_values[previous_kept]
+    if config.extractor_output_scale:  # upstream's dummy_weight of an already-pruned WavLM, per kept channel
+        state["feature_extractor.output_scale"] = source["feature_extractor.output_scale"][previous_kept]
     for name in ("weight", "bias"):
         key = f"feature_projection.layer_norm.{name}"
         state[key] = source[key][previous_kept] * last_values
@@ -250,7 +252,7 @@ def write_pruned(
     ``teacher``: the WavLM file the sparsity is relative to (default: the student's own architecture).
     """
     from diarizen_lab.models.io import find_model_file, load_model
-    from diarizen_lab.store.wavlm_formats import load_wavlm_checkpoint, save_wavlm
+    from diarizen_lab.models.wavlm.formats import load_wavlm_checkpoint, save_wavlm
 
     source = find_model_file(checkpoint)
     student = load_model(source)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from diarizen_lab.errors import DiarizenLabError
-from diarizen_lab.models.io import find_model_file, load_model
+from diarizen_lab.models import load_model, locate_model
 from diarizen_lab.models.wavlm import WavLM
 from diarizen_lab.pruning.student import PruningStudent
 
@@ -14,9 +14,9 @@ __all__ = ["extract_wavlm", "write_teacher"]
 
 
 def extract_wavlm(source: str | os.PathLike) -> WavLM:
-    """The ``wavlm`` of the model in ``source`` (a model.pt, an averaged checkpoint, a checkpoint directory
-    or an experiment directory), in eval mode on CPU."""
-    path = find_model_file(source)
+    """The ``wavlm`` of the model in ``source`` (a model.pt, an averaged checkpoint, a checkpoint directory,
+    an experiment directory, a released DiariZen folder or store asset), in eval mode on CPU."""
+    path = locate_model(source)
     model = load_model(path)
     if isinstance(model, PruningStudent):
         raise DiarizenLabError(
@@ -33,7 +33,7 @@ def extract_wavlm(source: str | os.PathLike) -> WavLM:
 
 def write_teacher(source: str | os.PathLike, output: str | os.PathLike) -> WavLM:
     """Write the WavLM of the model in ``source`` (see :func:`extract_wavlm`) to the WavLM file ``output``."""
-    from diarizen_lab.store.wavlm_formats import save_wavlm
+    from diarizen_lab.models.wavlm.formats import save_wavlm
 
     wavlm = extract_wavlm(source)
     save_wavlm(output, wavlm)

@@ -76,6 +76,8 @@ KNOWN_ASSETS: dict[str, KnownAsset] = {
     # pyannote.audio 4's VBx clustering reads xvec_transform.npz and plda.npz from this folder
     "plda": KnownAsset("pyannote/speaker-diarization-community-1", "plda", subfolder="plda"),
 }
+#: a released DiariZen model folder (config.toml + pytorch_model.bin, optional plda/), e.g. BUT-FIT/diarizen-*
+DIARIZEN_RELEASED = "diarizen-released"
 _REPO_ID = re.compile(r"[\w][\w.-]*/[\w.-]+(/[^/].*)?")
 
 
@@ -99,7 +101,8 @@ def default_checkpoint_dir() -> Path:
 
 
 def detect_layout(path: Path) -> str:
-    """What a file or folder looks like: torch, safetensors, npz, file, hf-model, pyannote-model, plda, ..."""
+    """What a file or folder looks like: torch, safetensors, npz, file, hf-model, diarizen-released,
+    pyannote-model, plda, ..."""
     if not path.is_dir():
         return {".safetensors": "safetensors", ".npz": "npz"}.get(
             path.suffix, "torch" if path.suffix in (".pt", ".pth", ".bin", ".ckpt") else "file"
@@ -109,6 +112,8 @@ def detect_layout(path: Path) -> str:
         return "plda"
     if "config.json" in names:
         return "hf-model"
+    if {"config.toml", "pytorch_model.bin"} <= names:
+        return DIARIZEN_RELEASED
     if "pytorch_model.bin" in names:
         return "pyannote-model"
     if "config.yaml" in names:

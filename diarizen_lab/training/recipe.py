@@ -24,7 +24,6 @@ from diarizen_lab.data.dataset import collate
 from diarizen_lab.data.frames import FrameGeometry
 from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError, InputError
-from diarizen_lab.models.io import find_model_file, load_checkpoint, model_task
 from diarizen_lab.training.checkpoint import Checkpointer, resolve_checkpoint
 from diarizen_lab.training.clipping import GradientClipper
 from diarizen_lab.training.config_checks import at_key, check_monitor, check_optimizers, located
@@ -83,21 +82,22 @@ def build_accelerator(settings: TrainerSettings) -> Accelerator:
 
 
 def initialise_from(model: nn.Module, source: Path, task: Task) -> None:
-    """Copy trained weights (a model.pt, a checkpoint or an experiment directory) into ``model``; the
-    checkpoint must have been trained for ``task``."""
-    path = find_model_file(source)
-    checkpoint = load_checkpoint(path)
-    trained_for, _ = model_task(checkpoint["model"])
-    if trained_for is not None:
-        task.check_same(trained_for, "[task]", f"[finetune] init_from {path}")
-    state_dict = checkpoint["state_dict"]
+    """Copy trained weights into ``model`` from anything :func:`diarizen_lab.models.load_model` reads (a model.pt,
+    a checkpoint or experiment directory, a released DiariZen folder or Hugging Face cache tree); they must have
+    been trained for ``task``."""
+    from diarizen_lab.models import load_model
+
+    trained = load_model(source)
+    trained_for = getattr(trained, "task", None)
+    if isinstance(trained_for, Task):
+        task.check_same(trained_for, "[task]", f"[finetune] init_from {source}")
     try:
-        model.load_state_dict(state_dict, strict=True)
+        model.load_state_dict(trained.state_dict(), strict=True)
     except RuntimeError as error:
         reason = str(error).splitlines()[0]
         raise InputError(
             f"[finetune] weights do not fit the configured [model] ({reason})",
-            path=path,
+            path=source,
             fix="configure the same architecture as the checkpoint",
         ) from None
 

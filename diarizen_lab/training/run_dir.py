@@ -21,6 +21,8 @@ Selection modes (:data:`MODES`):
 - ``best``: the ``n`` epochs with the best values;
 - ``last``: the ``n`` most recent epochs;
 - ``window``: the ``n`` consecutive epochs with the best mean value;
+- ``prev``: the best epoch and the ``n - 1`` before it (upstream DiariZen's default, ``val_mode = prev``);
+- ``center``: ``n`` consecutive epochs centred on the best one (upstream's ``center``, for odd ``n``);
 - ``after_peak``: the ``n`` best epochs after the (last) epoch with the worst value. While a distill-prune run
   warms up its sparsity target, the loss rises, peaks, then falls as the student adapts to its final size;
   epochs before the peak describe larger, unfinished architectures.
@@ -65,9 +67,9 @@ __all__ = [
     "select_epochs",
 ]
 
-Mode = Literal["best", "last", "window", "after_peak"]
+Mode = Literal["best", "last", "window", "prev", "center", "after_peak"]
 MetricMode = Literal["min", "max"]
-MODES: tuple[str, ...] = ("best", "last", "window", "after_peak")
+MODES: tuple[str, ...] = ("best", "last", "window", "prev", "center", "after_peak")
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 LOWER_IS_BETTER = ("der", "loss", "error", "wer", "eer", "jer")
@@ -239,6 +241,15 @@ def select_epochs(scores: list[EpochScore], mode: Mode, n: int, metric_mode: Met
         return finite[-n:]
     if mode == "best":
         return sorted(ranked[:n], key=lambda s: s.epoch)
+    if mode in ("prev", "center"):
+        best = finite.index(ranked[0])
+        start = best - n + 1 if mode == "prev" else best - n // 2
+        if start < 0 or start + n > len(finite):
+            raise DiarizenLabError(
+                f"cannot average {n} epochs {'up to' if mode == 'prev' else 'around'} the best one "
+                f"(epoch {ranked[0].epoch}): not enough validated epochs on both sides; average fewer (-n)"
+            )
+        return finite[start : start + n]
     means = [sign * sum(s.value for s in finite[i : i + n]) / n for i in range(len(finite) - n + 1)]
     start = min(range(len(means)), key=lambda i: (means[i], -i))
     return finite[start : start + n]

@@ -7,22 +7,10 @@
 
 from __future__ import annotations
 
-from os import PathLike
-
 from diarizen_lab.models.wavlm.config import STANDARD_CONV_LAYERS, TRAINING_FIELDS, WavLMConfig
+from diarizen_lab.models.wavlm.formats import load_wavlm
 from diarizen_lab.models.wavlm.model import WavLM
 from diarizen_lab.models.wavlm.presets import PRESETS, get_preset
-
-
-def load_wavlm(path: str | PathLike, **training: float) -> WavLM:
-    """WavLM with the weights of a checkpoint in any supported format (see :mod:`diarizen_lab.store.wavlm_formats`).
-
-    ``training`` overrides regularisation settings (:data:`TRAINING_FIELDS`), e.g. ``layer_drop=0.0``.
-    """
-    from diarizen_lab.store.wavlm_formats import load_wavlm as load
-
-    return load(path, **training)
-
 
 __all__ = [
     "PRESETS",

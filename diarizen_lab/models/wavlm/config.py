@@ -38,6 +38,14 @@ class WavLMConfig:
         "layer_norm": layer norm over channels after every convolution (Large).
     conv_bias : bool
         Whether the extractor convolutions have a bias.
+    normalize_waveform : bool
+        Normalise each waveform to zero mean and unit variance (over its valid samples) before the extractor,
+        as WavLM Large was trained (and as upstream DiariZen's WavLM does inside the model).
+    extractor_output_scale : bool
+        Multiply the extractor output channel-wise by a fixed vector ``feature_extractor.output_scale`` before
+        the feature projection: the soft mask that upstream DiariZen's pruning leaves on the last convolution
+        (its ``dummy_weight``). It cannot be folded into the neighbouring weights (a GELU precedes it, a layer
+        norm follows it).
     embed_dim : int
         Transformer width.
     total_heads : int
@@ -72,6 +80,8 @@ class WavLMConfig:
     conv_layers: list[tuple[int, int, int]] = field(default_factory=lambda: list(STANDARD_CONV_LAYERS))
     extractor_mode: str = "default"
     conv_bias: bool = False
+    normalize_waveform: bool = False
+    extractor_output_scale: bool = False
     embed_dim: int = 768
     total_heads: int = 12
     num_heads: list[int] = field(default_factory=lambda: [12] * 12)

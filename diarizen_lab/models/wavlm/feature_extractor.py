@@ -83,14 +83,26 @@ class FeatureExtractor(nn.Module):
 
     ``mode="default"`` puts a group norm with one group per channel after the first convolution only;
     ``mode="layer_norm"`` puts a channel layer norm after every convolution. ``grad_mult`` scales the
-    gradient reaching the convolutions (0 runs them without autograd).
+    gradient reaching the convolutions (0 runs them without autograd). With ``output_scale``, the output is
+    multiplied channel-wise by the fixed buffer ``output_scale`` (ones until weights are loaded).
     """
 
     def __init__(
-        self, conv_layers: ConvSpec, mode: str, bias: bool, eps: float = 1e-5, grad_mult: float = 1.0
+        self,
+        conv_layers: ConvSpec,
+        mode: str,
+        bias: bool,
+        eps: float = 1e-5,
+        grad_mult: float = 1.0,
+        output_scale: bool = False,
     ) -> None:
         super().__init__()
         self.grad_mult = grad_mult
+        self.output_scale: Tensor | None
+        if output_scale:
+            self.register_buffer("output_scale", torch.ones(conv_layers[-1][0]))
+        else:
+            self.output_scale = None
         layers = []
         in_channels = 1
         for index, (channels, kernel, stride) in enumerate(conv_layers):
@@ -119,6 +131,8 @@ class FeatureExtractor(nn.Module):
         x = waveforms.unsqueeze(1)
         for layer in self.layers:
             x = layer(x)
+        if self.output_scale is not None:
+            x = x * self.output_scale.unsqueeze(-1)
         return x
 
 

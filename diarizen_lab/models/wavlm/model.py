@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from diarizen_lab.models.wavlm.config import WavLMConfig
 from diarizen_lab.models.wavlm.encoder import Encoder
@@ -16,12 +17,25 @@ from diarizen_lab.models.wavlm.feature_extractor import (
 )
 
 
+def normalize_waveforms(waveforms: Tensor, lengths: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Each ``(batch, sample)`` waveform at zero mean and unit variance over its first ``lengths`` samples
+    (all of them by default), like a layer norm without affine parameters; padding is set to zero."""
+    if lengths is None:
+        return F.layer_norm(waveforms, waveforms.shape[-1:], eps=eps)
+    valid = torch.arange(waveforms.size(-1), device=waveforms.device)[None, :] < lengths.to(waveforms.device)[:, None]
+    count = valid.sum(-1, keepdim=True).clamp(min=1)
+    mean = (waveforms * valid).sum(-1, keepdim=True) / count
+    variance = ((waveforms - mean) * valid).square().sum(-1, keepdim=True) / count
+    return (waveforms - mean) * torch.rsqrt(variance + eps) * valid
+
+
 class WavLM(nn.Module):
     """WavLM (Chen et al., 2022) built from a :class:`WavLMConfig`, pruned architectures included.
 
     Submodules: ``feature_extractor`` (convolutions), ``feature_projection``, ``encoder`` (positional
-    convolution, ``rel_attn_embed`` and ``layers``). Its hidden states equal those of the transformers and
-    torchaudio implementations given the same weights.
+    convolution, ``rel_attn_embed`` and ``layers``). Its hidden states equal those of upstream DiariZen's WavLM
+    and of the transformers and torchaudio implementations given the same weights (those two leave the waveform
+    normalisation of ``normalize_waveform`` models to the caller; this model normalises itself, as upstream's).
 
     Gate slots for structured pruning: these attributes are ``None`` by default; when set to a module, it is
     called without argument and its output multiplies the tensor named here.
@@ -47,6 +61,7 @@ class WavLM(nn.Module):
             config.conv_bias,
             eps=config.layer_norm_eps,
             grad_mult=config.feature_grad_mult,
+            output_scale=config.extractor_output_scale,
         )
         self.feature_projection = FeatureProjection(
             config.conv_layers[-1][0], config.embed_dim, config.projection_dropout, eps=config.layer_norm_eps
@@ -60,7 +75,8 @@ class WavLM(nn.Module):
         ----------
         waveforms : (batch, sample) Tensor
         lengths : (batch,) Tensor, optional
-            Valid samples of each waveform; frames computed from padding are excluded from attention.
+            Valid samples of each waveform; frames computed from padding are excluded from attention (and
+            padding from waveform normalisation).
 
         Returns
         -------
@@ -71,6 +87,8 @@ class WavLM(nn.Module):
         """
         if waveforms.dim() != 2:
             raise ValueError(f"WavLM expects (batch, sample) waveforms, got shape {tuple(waveforms.shape)}")
+        if self.config.normalize_waveform:
+            waveforms = normalize_waveforms(waveforms, lengths, self.config.layer_norm_eps)
         features = self.feature_extractor(waveforms).transpose(1, 2)
         x = self.feature_projection(features)
         padding_mask = None

@@ -21,9 +21,10 @@ def wavlm_base_plus() -> WavLMConfig:
 
 
 def wavlm_large() -> WavLMConfig:
-    """WavLM Large: 24 pre-norm layers of width 1024, 16 heads, FFN 4096, layer-norm extractor."""
+    """WavLM Large: 24 pre-norm layers of width 1024, 16 heads, FFN 4096, layer-norm extractor, normalised input."""
     return WavLMConfig(
         extractor_mode="layer_norm",
+        normalize_waveform=True,
         embed_dim=1024,
         total_heads=16,
         num_heads=[16] * 24,
@@ -44,10 +45,11 @@ def wavlm_tiny() -> WavLMConfig:
 
 
 def wavlm_tiny_large() -> WavLMConfig:
-    """Large-like toy model: :func:`wavlm_tiny` with the layer-norm extractor and pre-norm layers."""
+    """Large-like toy model: :func:`wavlm_tiny` with the layer-norm extractor, pre-norm layers, normalised input."""
     return WavLMConfig(
         conv_layers=list(TINY_CONV_LAYERS),
         extractor_mode="layer_norm",
+        normalize_waveform=True,
         embed_dim=64,
         total_heads=4,
         num_heads=[4, 4],

@@ -4,6 +4,8 @@ Supported inputs (detected automatically):
 
 - **diarizen_lab** files written by :func:`save_wavlm`: ``{"format": "diarizen_lab.wavlm/1", "config": ...,
   "state_dict": ...}``; they describe pruned architectures too.
+- **upstream DiariZen** ``{"state_dict", "config"}`` files (``wavlm_only.bin``, the output of its pruning and
+  of its transformers converter), pruned or not: see :mod:`diarizen_lab.models.wavlm.upstream`.
 - **Microsoft / fairseq** ``.pt`` files (``{"cfg": ..., "model": state_dict}``) as released with the WavLM paper;
   ``cfg`` may be a dict or an object with attributes, possibly nested under ``"model"``. Its
   ``conv_feature_layers`` string is parsed as data (:func:`parse_conv_feature_layers`), never evaluated.
@@ -12,8 +14,8 @@ Supported inputs (detected automatically):
 - **bare state dicts** (``.safetensors``, ``.bin``, ``.pt``) named as in transformers (optionally under a
   ``wavlm.`` prefix), torchaudio (``torchaudio.models.wavlm_model``), fairseq, or diarizen_lab. A bare state
   dict has no config: the architecture is read from tensor shapes, assuming the standard extractor strides,
-  pre-norm layers exactly when the extractor uses layer norm (as in every released WavLM) and
-  ``max_distance=800``. A weight file next to a transformers ``config.json`` uses that config instead.
+  pre-norm layers and waveform normalisation exactly when the extractor uses layer norm (as in every released
+  WavLM) and ``max_distance=800``. A weight file next to a transformers ``config.json`` uses that config instead.
 
 Either positional-convolution weight-norm spelling (``weight_g``/``weight_v`` or
 ``parametrizations.weight.original0``/``original1``) is accepted. Only the pretraining mask embedding
@@ -39,6 +41,7 @@ from torch import Tensor
 from diarizen_lab.errors import InputError, describe
 from diarizen_lab.models.wavlm.config import STANDARD_CONV_LAYERS, WavLMConfig
 from diarizen_lab.models.wavlm.model import WavLM
+from diarizen_lab.models.wavlm.upstream import is_upstream_config, wavlm_from_upstream
 from diarizen_lab.utils.atomic import atomic_path
 
 FORMAT = "diarizen_lab.wavlm/1"
@@ -213,6 +216,8 @@ def _load_file(path: Path) -> tuple[WavLMConfig, StateDict]:
     content = _read(path)
     if isinstance(content, Mapping) and "format" in content:
         return _from_diarizen_lab(content, path)
+    if isinstance(content, Mapping) and "state_dict" in content and is_upstream_config(content.get("config")):
+        return _from_upstream(content, path)
     if isinstance(content, Mapping) and "model" in content and ("cfg" in content or "args" in content):
         return _from_fairseq(content, path)
     if isinstance(content, Mapping) and content and all(isinstance(v, Tensor) for v in content.values()):
@@ -221,7 +226,8 @@ def _load_file(path: Path) -> tuple[WavLMConfig, StateDict]:
     raise InputError(
         f"not a WavLM checkpoint (top level: {keys})",
         path=path,
-        fix="pass a diarizen_lab, fairseq (cfg + model), transformers or torchaudio WavLM checkpoint",
+        fix="pass a diarizen_lab, upstream DiariZen (state_dict + config), fairseq (cfg + model), transformers or "
+        "torchaudio WavLM checkpoint",
     )
 
 
@@ -277,6 +283,17 @@ def _from_diarizen_lab(content: Mapping[str, Any], path: Path) -> tuple[WavLMCon
     return config, state_dict
 
 
+def _from_upstream(content: Mapping[str, Any], path: Path) -> tuple[WavLMConfig, StateDict]:
+    try:
+        return wavlm_from_upstream(content["config"], content["state_dict"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise InputError(
+            f"invalid upstream DiariZen WavLM config: {describe(error)}",
+            path=path,
+            fix="pass a {state_dict, config} file written by upstream DiariZen, unmodified",
+        ) from None
+
+
 def _from_fairseq(content: Mapping[str, Any], path: Path) -> tuple[WavLMConfig, StateDict]:
     cfg = content.get("cfg") or content.get("args")
     nested = _field(cfg, "model", None)
@@ -288,7 +305,7 @@ def _from_fairseq(content: Mapping[str, Any], path: Path) -> tuple[WavLMConfig, 
         raise InputError(
             f"invalid fairseq WavLM cfg: {error}", path=path, fix="pass an original WavLM checkpoint"
         ) from None
-    return config, _rename(dict(content["model"]), "fairseq")
+    return config, rename_state_dict(dict(content["model"]), "fairseq")
 
 
 def _load_transformers_dir(directory: Path) -> tuple[WavLMConfig, StateDict]:
@@ -303,13 +320,13 @@ def _load_transformers_dir(directory: Path) -> tuple[WavLMConfig, StateDict]:
     content = _read(weights)
     if not isinstance(content, Mapping):
         raise InputError("weights file holds no state dict", path=weights, fix="download it again")
-    return config, _rename(_strip_head(dict(content)), "transformers")
+    return config, rename_state_dict(_strip_head(dict(content)), "transformers")
 
 
 def _from_bare_state_dict(state_dict: StateDict, path: Path) -> tuple[WavLMConfig, StateDict]:
     state_dict = _strip_head(state_dict)
     naming = _naming(state_dict, path)
-    renamed = _rename(state_dict, naming)
+    renamed = rename_state_dict(state_dict, naming)
     if naming == "transformers" and (path.parent / HF_CONFIG).is_file():
         return _config_from_transformers(path.parent / HF_CONFIG), renamed
     return infer_config(renamed, path), renamed
@@ -344,7 +361,8 @@ def _strip_head(state_dict: StateDict) -> StateDict:
     return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
 
 
-def _rename(state_dict: StateDict, naming: str) -> StateDict:
+def rename_state_dict(state_dict: StateDict, naming: str) -> StateDict:
+    """Keys of a ``naming`` state dict (see ``_RENAMES``) renamed to ours; pretraining-only keys dropped."""
     rules = [(re.compile(pattern), replacement) for pattern, replacement in _RENAMES[naming]]
     renamed: StateDict = {}
     for key, value in state_dict.items():
@@ -401,6 +419,7 @@ def infer_config(state_dict: StateDict, path: str | PathLike) -> WavLMConfig:
             num_heads=num_heads,
             ffn_dims=ffn_dims,
             layer_norm_first=layer_norm_extractor,
+            normalize_waveform=layer_norm_extractor,
             pos_conv_kernel=int(pos_conv.shape[2]),
             pos_conv_groups=embed_dim // int(pos_conv.shape[1]),
             num_buckets=num_buckets,
@@ -420,7 +439,11 @@ def _field(cfg: Any, name: str, default: Any) -> Any:
 
 
 def _config_from_fairseq(cfg: Any) -> WavLMConfig:
-    """WavLMConfig of a fairseq WavLM cfg; absent fields take the defaults of Microsoft's WavLMConfig."""
+    """WavLMConfig of a fairseq WavLM cfg; absent fields take the defaults of Microsoft's WavLMConfig.
+
+    ``normalize`` (absent: true exactly for the layer-norm extractor, as in every released WavLM) tells whether
+    the model was trained on normalised waveforms; dropouts and layer drop are the cfg's.
+    """
 
     def get(name: str, default: Any) -> Any:
         return _field(cfg, name, default)
@@ -445,11 +468,21 @@ def _config_from_fairseq(cfg: Any) -> WavLMConfig:
         pos_conv_groups=int(get("conv_pos_groups", 16)),
         num_buckets=int(get("num_buckets", 320)),
         max_distance=int(get("max_distance", 1280)),
+        normalize_waveform=bool(get("normalize", get("extractor_mode", "default") == "layer_norm")),
+        dropout=float(get("dropout", 0.1)),
+        attention_dropout=float(get("attention_dropout", 0.1)),
+        activation_dropout=float(get("activation_dropout", 0.0)),
+        projection_dropout=float(get("dropout_input", 0.0)),
+        layer_drop=float(get("encoder_layerdrop", 0.0)),
     )
 
 
 def _config_from_transformers(path: Path) -> WavLMConfig:
-    """WavLMConfig of a transformers ``config.json``; absent fields take transformers' WavLMConfig defaults."""
+    """WavLMConfig of a transformers ``config.json``; absent fields take transformers' WavLMConfig defaults.
+
+    Waveforms are normalised exactly for the layer-norm extractor (Large), as transformers' feature extractor
+    does for those models and as upstream DiariZen's converter decides; dropouts and layer drop are the config's.
+    """
     try:
         cfg = json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -483,6 +516,12 @@ def _config_from_transformers(path: Path) -> WavLMConfig:
             num_buckets=cfg.get("num_buckets", 320),
             max_distance=cfg.get("max_bucket_distance", 800),
             layer_norm_eps=cfg.get("layer_norm_eps", 1e-5),
+            normalize_waveform=norm == "layer",
+            dropout=cfg.get("hidden_dropout", 0.1),
+            attention_dropout=cfg.get("attention_dropout", 0.1),
+            activation_dropout=cfg.get("activation_dropout", 0.1),
+            projection_dropout=cfg.get("feat_proj_dropout", 0.0),
+            layer_drop=cfg.get("layerdrop", 0.1),
         )
     except (TypeError, ValueError) as error:
         raise InputError(f"invalid WavLM config: {error}", path=path, fix="repair or re-download it") from None
@@ -538,5 +577,6 @@ __all__ = [
     "load_wavlm",
     "load_wavlm_checkpoint",
     "parse_conv_feature_layers",
+    "rename_state_dict",
     "save_wavlm",
 ]
