@@ -4,7 +4,8 @@ Speed: the WavLM-Conformer segmentation model (DiariZen's Conformer: 4 layers of
 on the 80%-sparsity pruned architecture ("s80", as in ``bench_pruned.py``), random weights, one 8 s window per
 forward pass (batch 1): median CPU time of ``--repeats`` runs after ``--warmup`` runs, for torch
 (``inference_mode``), the exported float32 ONNX file and its int8 version, each on ``--threads`` threads. The
-headline figures are the ratios torch / onnxruntime (above 1: onnxruntime is faster).
+headline figures are the ratios torch / onnxruntime (above 1: onnxruntime is faster). The three are timed in
+turn within each repeat, so that a change of load on a shared machine affects them alike.
 
 DER: the trained tiny demo model (``make demo``: ``exp/tiny_wavlm_conformer/avg_best_3.pt``) in the demo's
 pipeline (``conf/diarization/fbank_stats_ahc.toml``) on the synthetic test set, collar 0, for torch, ONNX
@@ -42,14 +43,17 @@ WINDOW_SECONDS = 8.0
 INT8_DER_TARGET = 1.0
 
 
-def median_seconds(run: Callable[[], object], warmup: int, repeats: int) -> float:
-    times = []
+def median_seconds(runs: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds of each run, the runs interleaved (so that a change of load on a shared machine hits them
+    alike)."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for index in range(warmup + repeats):
-        start = time.perf_counter()
-        run()
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if index >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def speed(name: str, folder: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -61,12 +65,12 @@ def speed(name: str, folder: Path, args: argparse.Namespace) -> dict[str, float]
     model = WavLMConformer(wavlm=architectures()[name].to_dict()).eval()
     report = export_onnx(model, folder / f"{name}.onnx", int8=True)
     window = 0.1 * torch.randn(1, 1, int(WINDOW_SECONDS * 16000), generator=torch.Generator().manual_seed(1))
+    feed = {"waveforms": window.numpy()}
+    sessions = {kind: inference_session(path, args.threads)
+                for kind, path in (("onnx_fp32", report.path), ("onnx_int8", report.int8_path))}
+    runs = {"torch": lambda: model(window), **{kind: (lambda s=s: s.run(None, feed)) for kind, s in sessions.items()}}
     with torch.inference_mode():
-        seconds = {"torch": median_seconds(lambda: model(window), args.warmup, args.repeats)}
-    for kind, path in (("onnx_fp32", report.path), ("onnx_int8", report.int8_path)):
-        session = inference_session(path, args.threads)
-        feed = {"waveforms": window.numpy()}
-        seconds[kind] = median_seconds(lambda: session.run(None, feed), args.warmup, args.repeats)
+        seconds = median_seconds(runs, args.warmup, args.repeats)
     return {**{f"seconds_{kind}": value for kind, value in seconds.items()},
             "max_difference_fp32": report.max_difference, "max_difference_int8": report.int8_max_difference}
 
