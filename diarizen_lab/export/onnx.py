@@ -16,8 +16,8 @@ given three settings, all in :func:`_export_graph`:
   WavLM's ``reshape`` after attention into a view, which fails when the exporter decomposes attention;
 - a minimum input length of two output frames' receptive field (the exporter refuses shorter ones).
 
-The rest exports as written: WavLM's weight-normalised positional convolution (the weight is computed in the
-graph from constants, then folded), its relative-position buckets (arange, log, casts), its batched convolutional
+The rest exports as written: WavLM's weight-normalised positional convolution (the parametrization's weight
+is computed in the graph from the stored direction and norm), its relative-position buckets (arange, log, casts), its batched convolutional
 front end (tracing runs with autograd on; the one-window-at-a-time loop is for CPU inference without autograd).
 The log-mel front end computes its spectrum as a DFT-matrix product in the exported copy
 (:meth:`~diarizen_lab.models.fbank.LogMelFbank.use_dft_matrix`): onnxruntime's STFT operator differs from
