@@ -109,9 +109,13 @@ def test_a_file_that_is_not_an_export_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_diarize_with_the_onnx_export_gives_the_torch_rttm(tmp_path, capsys):
+def test_export_cli_then_diarize_with_the_onnx_file_gives_the_torch_rttm(tmp_path, capsys):
     checkpoint = save_model(tmp_path / "model.pt", tiny_wavlm_conformer())
     onnx_path = tmp_path / "model.onnx"
+    assert main(["export", "-c", str(checkpoint), "-o", str(onnx_path), "--tolerance", "0"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("diarizen-lab: error: ") and error.count("\n") == 1 and "nothing written" in error
+    assert not onnx_path.exists()
     assert main(["export", "-c", str(checkpoint), "-o", str(onnx_path)]) == 0
     assert "max |log-prob difference|" in capsys.readouterr().out
     turns = {}
