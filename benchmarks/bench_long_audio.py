@@ -66,12 +66,13 @@ def measure(model_name: str, audio: Path, step_ratio: float, batch_size: int, th
     """Diarize ``audio`` in this process; return timings and peak RSS (call once per fresh process)."""
     import torch
 
+    from diarizen_lab.data.task import Task
     from diarizen_lab.evaluation.pipeline import DiarizationConfig, build_pipeline, diarize_file
     from diarizen_lab.models.wavlm_conformer import WavLMConformer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = WavLMConformer(wavlm=wavlm_architecture(model_name)).eval()
+    model = WavLMConformer(wavlm=wavlm_architecture(model_name), task=Task()).eval()
     config = DiarizationConfig(
         embedding="fbank-stats", clustering="ahc", step_ratio=step_ratio,
         segmentation_batch_size=batch_size, embedding_batch_size=32,
