@@ -58,11 +58,12 @@ def median_seconds(runs: dict[str, Callable[[], object]], warmup: int, repeats: 
 
 def speed(name: str, folder: Path, args: argparse.Namespace) -> dict[str, float]:
     """Seconds per 8 s window for torch, ONNX float32 and ONNX int8, and the export's log-prob differences."""
+    from diarizen_lab.data.task import Task
     from diarizen_lab.export.onnx import export_onnx, inference_session
     from diarizen_lab.models.wavlm_conformer import WavLMConformer
 
     torch.manual_seed(0)
-    model = WavLMConformer(wavlm=architectures()[name].to_dict()).eval()
+    model = WavLMConformer(wavlm=architectures()[name].to_dict(), task=Task(chunk_size=WINDOW_SECONDS)).eval()
     report = export_onnx(model, folder / f"{name}.onnx", int8=True)
     window = 0.1 * torch.randn(1, 1, int(WINDOW_SECONDS * 16000), generator=torch.Generator().manual_seed(1))
     feed = {"waveforms": window.numpy()}

@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime", reason="ONNX export needs the [export] extra 
 
 from diarizen_lab.cli import main  # noqa: E402
 from diarizen_lab.data.rttm import read_rttm  # noqa: E402
+from diarizen_lab.data.task import Task  # noqa: E402
 from diarizen_lab.errors import DiarizenLabError, InputError  # noqa: E402
 from diarizen_lab.export.onnx import OnnxSegmentationModel, export_onnx, read_metadata  # noqa: E402
 from diarizen_lab.models.fbank_conformer import FbankConformer  # noqa: E402
@@ -20,19 +21,19 @@ from diarizen_lab.models.wavlm_conformer import WavLMConformer  # noqa: E402
 from diarizen_lab.pruning import PruningStudent, prune_student  # noqa: E402
 
 SAMPLE = Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"
-CONFORMER = dict(chunk_size=5.0, attention_in=32, ffn_hidden=64, num_layers=1)
+CONFORMER = dict(task=Task(chunk_size=5.0), attention_in=32, ffn_hidden=64, num_layers=1)
 
 
 def tiny_wavlm_conformer(**kwargs) -> WavLMConformer:
     torch.manual_seed(0)
-    return WavLMConformer(wavlm="wavlm_tiny", **CONFORMER, **kwargs).eval()
+    return WavLMConformer(wavlm="random:wavlm_tiny", **CONFORMER, **kwargs).eval()
 
 
 def pruned_wavlm_conformer() -> WavLMConformer:
     """A WavLM-Conformer on a physically pruned tiny WavLM that lost heads (not only the last ones), feed-forward
     units and conv channels, with frozen WavLM weights."""
     torch.manual_seed(3)
-    student = PruningStudent("wavlm_tiny", distill_layers=[0, 1, 2])
+    student = PruningStudent("random:wavlm_tiny", distill_layers=[0, 1, 2])
     with torch.no_grad():
         for gate in student.gates.values():
             gate.log_alpha.normal_(1.0, 2.5)
@@ -55,7 +56,7 @@ MODELS = {"wavlm": tiny_wavlm_conformer, "pruned_frozen_wavlm": pruned_wavlm_con
 def exported(request, tmp_path_factory):
     model = MODELS[request.param]()
     path = tmp_path_factory.mktemp(request.param) / "model.onnx"
-    return model, export_onnx(model, path, int8=request.param == "wavlm")
+    return model, export_onnx(model, path)
 
 
 def test_onnxruntime_matches_torch_on_unseen_batches_and_lengths(exported):
@@ -76,6 +77,7 @@ def test_metadata_rebuilds_the_pyannote_model_interface(exported):
     model, report = exported
     onnx_model = OnnxSegmentationModel(report.path)
     assert read_metadata(report.path)["architecture"] == model.architecture() == onnx_model.architecture()
+    assert onnx_model.task == model.task == Task(chunk_size=5.0)
     assert onnx_model.specifications == model.specifications
     assert onnx_model.audio.sample_rate == 16000
     for attribute in ("start", "duration", "step"):
@@ -84,14 +86,14 @@ def test_metadata_rebuilds_the_pyannote_model_interface(exported):
         assert onnx_model.num_frames(num_samples) == model.num_frames(num_samples)
 
 
-def test_int8_is_written_and_reports_its_difference(exported):
-    model, report = exported
-    if report.int8_path is None:
-        pytest.skip("int8 is exported for the plain WavLM-Conformer only")
-    assert report.int8_path == report.path.with_name("model.int8.onnx")
+def test_int8_is_written_and_reports_its_difference(tmp_path):
+    model = tiny_wavlm_conformer()
+    report = export_onnx(model, tmp_path / "model.onnx", int8=True)
+    assert report.int8_path == tmp_path / "model.int8.onnx"
     assert report.int8_path.stat().st_size < report.path.stat().st_size  # tiny model: convolutions dominate
     assert 1e-4 < report.int8_max_difference < 1.0  # quantization changes the output, and not beyond recognition
     assert read_metadata(report.int8_path) == read_metadata(report.path)
+    assert OnnxSegmentationModel(report.int8_path).specifications == model.specifications
 
 
 def test_failed_check_writes_nothing(tmp_path):

@@ -10,7 +10,7 @@ Export a segmentation model (WavLM-Conformer, pruned ones included, or Fbank-Con
 dynamic batch and length, for onnxruntime. The export is checked against torch on three random inputs of
 other batch sizes and lengths than the traced one: when the log-probabilities differ by more than --tolerance,
 the command fails and writes nothing. The file's metadata holds what `diarize -c model.onnx` needs
-(specifications, sample rate, frame geometry, architecture).
+(architecture and its task: sample rate, chunk, speakers; frame geometry).
 
 --int8 also writes <stem>.int8.onnx, onnxruntime's dynamic int8 quantization of the linear layers, and prints
 its log-probability difference (no tolerance applies: check its DER, e.g. with benchmarks/bench_export.py).

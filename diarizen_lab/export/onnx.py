@@ -40,14 +40,14 @@ import numpy as np
 import torch
 from pyannote.audio.core.io import Audio
 from pyannote.audio.core.model import Model
-from pyannote.audio.core.task import Problem, Resolution, Specifications
 from torch import nn
 
 from diarizen_lab.errors import DiarizenLabError, InputError, describe
 from diarizen_lab.models.fbank import LogMelFbank
+from diarizen_lab.models.io import model_task
 from diarizen_lab.utils.atomic import atomic_path
 
-FORMAT = "diarizen_lab.onnx/1"
+FORMAT = "diarizen_lab.onnx/2"
 INPUT, OUTPUT = "waveforms", "log_probs"
 TOLERANCE = 1e-4
 """Largest accepted difference between onnxruntime's and torch's log-probabilities."""
@@ -69,28 +69,19 @@ class ExportReport:
 
 
 def segmentation_metadata(model: Model) -> dict[str, str]:
-    """``metadata_props`` of an exported ``model``: format, architecture, specifications, audio and frame geometry
-    (receptive field of one frame, step between frames, center of frame 0, in samples), each as JSON."""
+    """``metadata_props`` of an exported ``model``, each as JSON: format; architecture, which holds the model's
+    :class:`~diarizen_lab.data.task.Task` (sample rate, chunk, speakers: the pyannote specifications); number of
+    input channels; frame geometry (receptive field of one frame, step between frames, center of frame 0, in
+    samples)."""
     size = model.receptive_field_size(1)
     frames = {
         "receptive_field_size": size,
         "receptive_field_step": model.receptive_field_size(2) - size,
         "receptive_field_center": model.receptive_field_center(0),
     }
-    specifications = model.specifications
     values = {
         "architecture": model.architecture(),
-        "specifications": {
-            "problem": specifications.problem.name,
-            "resolution": specifications.resolution.name,
-            "duration": specifications.duration,
-            "min_duration": specifications.min_duration,
-            "warm_up": list(specifications.warm_up),
-            "classes": list(specifications.classes),
-            "powerset_max_classes": specifications.powerset_max_classes,
-            "permutation_invariant": specifications.permutation_invariant,
-        },
-        "audio": {"sample_rate": model.hparams.sample_rate, "num_channels": model.hparams.num_channels},
+        "num_channels": model.hparams.num_channels,
         "frames": frames,
     }
     return {"format": FORMAT, **{key: json.dumps(value) for key, value in values.items()}}
@@ -304,23 +295,21 @@ class OnnxSegmentationModel(Model):
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         metadata = read_metadata(path)
-        audio = metadata["audio"]
-        super().__init__(sample_rate=audio["sample_rate"], num_channels=1)
-        if audio["num_channels"] > 1:  # as PowersetSegmentationModel: pyannote's Model only declares mono input
-            self.hparams.num_channels = audio["num_channels"]
-            self.audio = Audio(sample_rate=audio["sample_rate"], mono=None)
-        spec = dict(metadata["specifications"])
-        self.specifications = Specifications(
-            **{**spec, "problem": Problem[spec["problem"]], "resolution": Resolution[spec["resolution"]],
-               "warm_up": tuple(spec["warm_up"])}
-        )
+        task, _ = model_task(metadata["architecture"])
+        if task is None:
+            raise InputError("its architecture has no task", path=path, fix="export it again")
+        super().__init__(sample_rate=task.sample_rate, num_channels=1)
+        if metadata["num_channels"] > 1:  # as PowersetSegmentationModel: pyannote's Model only declares mono input
+            self.hparams.num_channels = metadata["num_channels"]
+            self.audio = Audio(sample_rate=task.sample_rate, mono=None)
+        self.task = task  # pyannote's Model reads its specifications from its task
         self.path = Path(path)
         self.metadata = metadata
         self._frames = metadata["frames"]
         self._session = inference_session(path, threads)
 
     def architecture(self) -> dict[str, Any]:
-        """The architecture of the exported torch model (``{"path": ..., "args": ...}``)."""
+        """The architecture of the exported torch model (``{"path", "args", "task"}``)."""
         return self.metadata["architecture"]
 
     def num_frames(self, num_samples: int) -> int:
