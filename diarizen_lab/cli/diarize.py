@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-c", "--checkpoint", type=Path, required=True, help="model file, epoch dir or exp dir")
+    parser.add_argument("-c", "--checkpoint", type=Path, required=True, help="model.pt, epoch/exp dir, or .onnx")
     parser.add_argument("-i", "--input", type=Path, required=True, help="wav.scp, audio file or directory")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output directory for <recording>.rttm")
     parser.add_argument("--config", type=Path, default=None, help="TOML file with a [diarization] section")
