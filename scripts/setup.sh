@@ -27,7 +27,7 @@ stamp=.venv/.diarizen_lab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing the pinned stack into .venv (first time: a few minutes)"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test]'
+    .venv/bin/python -m pip install -q -e '.[test,export]'
     touch "$stamp"
 fi
 echo "setup: ok ($(.venv/bin/python -c 'import torch, pyannote.audio; print("torch", torch.__version__, "pyannote.audio", pyannote.audio.__version__)'))"

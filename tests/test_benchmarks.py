@@ -37,7 +37,7 @@ def write_script(tmp_path: Path, body: str) -> Path:
 
 def test_the_expected_benchmarks_exist():
     assert {script.stem for script in SCRIPTS} >= {
-        "bench_dataloader", "bench_trainer", "bench_pruned", "bench_long_audio", "bench_gpu_train",
+        "bench_dataloader", "bench_trainer", "bench_pruned", "bench_long_audio", "bench_gpu_train", "bench_export",
     }
 
 

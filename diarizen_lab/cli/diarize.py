@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "-c", "--checkpoint", required=True, help="model file, epoch dir, exp dir, released folder or asset name"
+        "-c", "--checkpoint", required=True, help="model file, epoch dir, exp dir, released folder, asset name or .onnx export"
     )
     parser.add_argument("-i", "--input", type=Path, required=True, help="wav.scp, audio file or directory")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output directory for <recording>.rttm")

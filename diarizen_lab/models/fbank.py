@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchaudio
 from pyannote.audio.utils.receptive_field import multi_conv_num_frames, multi_conv_receptive_field_size
@@ -51,6 +53,7 @@ class LogMelFbank(nn.Module):
         )
         self.register_buffer("window", torch.hann_window(self.window_size), persistent=False)
         self.register_buffer("mel_filters", mel_filters, persistent=False)
+        self.register_buffer("dft_matrix", None, persistent=False)
         self._geometry = {
             "kernel_size": [self.window_size, frame_stacking],
             "stride": [self.hop_size, frame_stacking],
@@ -80,19 +83,39 @@ class LogMelFbank(nn.Module):
         step = self.receptive_field_size(2) - self.receptive_field_size(1)
         return frame * step + (self.receptive_field_size(1) - 1) // 2
 
+    def use_dft_matrix(self) -> None:
+        """Compute the spectrum as a product of the frames with a windowed DFT matrix instead of ``torch.stft``.
+
+        Same features up to float rounding; used for ONNX export, whose complex-valued STFT is not exported
+        exactly (onnxruntime's STFT operator differs from ``torch.stft`` by up to 4e-3 in log-mel energy).
+        """
+        bins = torch.arange(self.window_size // 2 + 1, dtype=torch.float64)[:, None]
+        angles = 2 * math.pi / self.window_size * bins * torch.arange(self.window_size, dtype=torch.float64)
+        window = self.window.double()
+        matrix = torch.cat([torch.cos(angles) * window, -torch.sin(angles) * window])
+        self.dft_matrix = matrix.T.to(self.window.dtype).to(self.window.device)  # (window, 2 * fft_bin)
+
+    def power_spectrum(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """``(batch, sample)`` -> ``(batch, fft_bin, frame)`` power of the unpadded short-time Fourier transform."""
+        if self.dft_matrix is None:
+            spectrum = torch.stft(
+                waveforms.float(),
+                n_fft=self.window_size,
+                hop_length=self.hop_size,
+                window=self.window,
+                center=False,
+                return_complex=True,
+            )
+            return spectrum.real.square() + spectrum.imag.square()
+        parts = waveforms.float().unfold(-1, self.window_size, self.hop_size) @ self.dft_matrix
+        real, imaginary = parts.chunk(2, dim=-1)
+        return (real.square() + imaginary.square()).transpose(1, 2)
+
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """``(batch, sample)`` waveforms -> ``(batch, frame, num_mel_bins * frame_stacking)`` features."""
         if waveforms.shape[-1] < self.window_size:
             raise ValueError(f"Need at least {self.window_size} samples, got {waveforms.shape[-1]}.")
-        spectrum = torch.stft(
-            waveforms.float(),
-            n_fft=self.window_size,
-            hop_length=self.hop_size,
-            window=self.window,
-            center=False,
-            return_complex=True,
-        )
-        power = spectrum.real.square() + spectrum.imag.square()  # (batch, fft_bin, frame)
+        power = self.power_spectrum(waveforms)
         log_mel = torch.log(torch.einsum("bkf,km->bfm", power, self.mel_filters) + 1e-6)
         log_mel = log_mel - log_mel.mean(dim=1, keepdim=True)
         batch_size, num_frames, _ = log_mel.shape

@@ -170,9 +170,14 @@ def load_model(path_or_dir: str | os.PathLike, map_location: str | torch.device 
     """Rebuild the model stored in a checkpoint (see :func:`find_model_file`) with its weights, in eval mode.
 
     The state dict must match the architecture exactly; otherwise the error lists the missing, unexpected and
-    mis-shaped entries.
+    mis-shaped entries. A ``.onnx`` file (``diarizen-lab export``) loads as an
+    :class:`~diarizen_lab.export.onnx.OnnxSegmentationModel` run by onnxruntime on CPU.
     """
     path = find_model_file(path_or_dir)
+    if path.suffix == ".onnx":
+        from diarizen_lab.export.onnx import OnnxSegmentationModel  # optional [export] extra
+
+        return OnnxSegmentationModel(path)
     checkpoint = load_checkpoint(path, map_location=map_location)
     try:
         model = build_model(checkpoint["model"])

@@ -1,0 +1,1 @@
+"""Deployment export of segmentation models (ONNX, optional ``[export]`` extra: onnx, onnxruntime, onnxscript)."""
