@@ -150,8 +150,9 @@ def build_model(architecture: dict[str, Any]) -> nn.Module:
 
 def allowed_architecture(path: str) -> type:
     """The model class ``path`` names, if a model file may name it: a subclass of pyannote's ``Model`` in a module
-    of :data:`ARCHITECTURE_PACKAGES`. The package is checked before the module is imported, so a file naming
-    ``os.system`` imports and calls nothing.
+    of :data:`ARCHITECTURE_PACKAGES`, or a torch ``Module`` of ``diarizen_lab`` itself (the gated WavLM of a
+    pruning run). The package is checked before the module is imported, so a file naming ``os.system`` imports and
+    calls nothing.
 
     Raises :class:`ValueError` naming ``path`` otherwise.
     """
@@ -161,8 +162,9 @@ def allowed_architecture(path: str) -> type:
         allowed = ", ".join(f"{package}*" for package in ARCHITECTURE_PACKAGES)
         raise ValueError(f"architecture {path!r} is not in an allowed package ({allowed})")
     target = import_object(path)
-    if not (isinstance(target, type) and issubclass(target, Model)):
-        raise ValueError(f"architecture {path!r} is not a model class (a subclass of pyannote.audio.Model)")
+    base = nn.Module if path.startswith("diarizen_lab.") else Model
+    if not (isinstance(target, type) and issubclass(target, base)):
+        raise ValueError(f"architecture {path!r} is not a model class (a subclass of {base.__module__}.{base.__name__})")
     return target
 
 
