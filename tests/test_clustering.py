@@ -12,6 +12,7 @@ from pyannote.audio.pipelines import clustering as pyannote_clustering
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from diarizen_lab.evaluation import clustering
 from diarizen_lab.evaluation.clustering import AgglomerativeClustering, VBxClustering, memory_saving_linkage
 from diarizen_lab.evaluation.pipeline import build_pipeline, load_plda
 from test_pipeline import SAMPLE, SMOKE, pyannet, write_plda
@@ -59,8 +60,9 @@ def everyone_alone(num_chunks: int, num_frames: int = 10) -> SlidingWindowFeatur
 
 
 @pytest.mark.parametrize("method", ["centroid", "median", "ward"])
-def test_ahc_labels_equal_pyannotes_on_a_real_pipeline_run(pipeline_run, method):
+def test_ahc_labels_equal_pyannotes_on_a_real_pipeline_run(pipeline_run, method, monkeypatch):
     embeddings, segmentations = pipeline_run
+    monkeypatch.setattr(clustering, "SCIPY_DISTANCES_BUDGET", 0)  # fastcluster even for these few embeddings
     for forced in (None, 2):  # forcing a number of clusters walks the dendrogram's merge order too
         # fbank-stats embeddings of sample.wav lie within 0.2 of each other: a low threshold splits them
         ours = ahc(AgglomerativeClustering, method, threshold=0.04, min_cluster_size=2, min_active_ratio=0.2)(
@@ -71,7 +73,8 @@ def test_ahc_labels_equal_pyannotes_on_a_real_pipeline_run(pipeline_run, method)
         assert len(np.unique(theirs)) > 1
 
 
-def test_vbx_labels_equal_pyannotes_on_a_real_pipeline_run(pipeline_run, tmp_path):
+def test_vbx_labels_equal_pyannotes_on_a_real_pipeline_run(pipeline_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(clustering, "SCIPY_DISTANCES_BUDGET", 0)
     embeddings, segmentations = pipeline_run
     plda = load_plda(write_plda(tmp_path / "plda", embeddings.shape[-1]))
     parameters = {"threshold": 0.3, "Fa": 0.07, "Fb": 0.8}
@@ -83,10 +86,11 @@ def test_vbx_labels_equal_pyannotes_on_a_real_pipeline_run(pipeline_run, tmp_pat
                           theirs(embeddings, segmentations, min_clusters=1, max_clusters=20)[0])
 
 
-def test_linkage_matches_scipy_and_ties_keep_the_partition():
+def test_linkage_matches_scipy_and_ties_keep_the_partition(monkeypatch):
     rng = np.random.default_rng(0)
     points = rng.normal(size=(400, 16))
     points /= np.linalg.norm(points, axis=1, keepdims=True)
+    monkeypatch.setattr(clustering, "SCIPY_DISTANCES_BUDGET", 0)  # fastcluster even for these few embeddings
     for method in ("centroid", "median", "ward"):
         ours, theirs = memory_saving_linkage(points, method), linkage(points, method, "euclidean")
         assert np.array_equal(ours[:, :2], theirs[:, :2]) and np.allclose(ours[:, 2:], theirs[:, 2:], atol=1e-12)
@@ -99,7 +103,8 @@ def test_linkage_matches_scipy_and_ties_keep_the_partition():
     assert memory_saving_linkage(points, "average").shape == (399, 4)  # other methods: scipy's own
 
 
-def test_duplicated_embeddings_give_pyannotes_partition():
+def test_duplicated_embeddings_give_pyannotes_partition(monkeypatch):
+    monkeypatch.setattr(clustering, "SCIPY_DISTANCES_BUDGET", 0)
     embeddings = clustered_embeddings(num_speakers=4, per_speaker=40)
     embeddings = np.concatenate([embeddings, embeddings, embeddings[:50]])  # looped audio: exact duplicates
     segmentations = everyone_alone(len(embeddings))

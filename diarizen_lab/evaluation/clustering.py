@@ -5,7 +5,7 @@ pyannote.audio 4's ``AgglomerativeClustering.cluster`` and ``VBxClustering.__cal
 N (N - 1) / 2 float64 values, 1.3 GB for the 18,000 (chunk, speaker) embeddings of one hour at a 10 % step.
 For the centroid, median and Ward methods on Euclidean distances (pyannote's path for unit-normalised
 embeddings), fastcluster's ``linkage_vector`` computes the same dendrogram from the observation vectors in
-O(N D) memory. The subclasses below run pyannote's own methods unchanged, with that function standing in for
+O(N D) memory (beyond 4,096 embeddings; below, scipy is faster and small). The subclasses below run pyannote's own methods unchanged, with that function standing in for
 scipy's ``linkage`` while they run (see :func:`calls_in_pyannote_clustering`).
 
 Equality with scipy: the same merges at the same heights (to 1e-15), hence the same labels, whenever no two
@@ -37,6 +37,9 @@ from scipy.cluster.hierarchy import linkage as scipy_linkage
 
 MEMORY_SAVING_METHODS = ("centroid", "median", "ward", "single")
 """Linkage methods that fastcluster's ``linkage_vector`` computes from observation vectors (Euclidean)."""
+SCIPY_DISTANCES_BUDGET = 64 * 2**20
+"""Up to this many bytes of pairwise distances (4,096 embeddings) scipy's linkage is used: it is about three
+times faster than ``linkage_vector`` (which is O(N^2 D) in time) and its memory is still small there."""
 AHC_CRITERIA = ("distance", "maxclust")
 _substitution_lock = threading.RLock()
 
@@ -46,12 +49,17 @@ def memory_saving_linkage(
 ) -> np.ndarray:
     """``scipy.cluster.hierarchy.linkage``'s dendrogram, in O(N D) memory where fastcluster allows it.
 
-    Observation matrices with a method of :data:`MEMORY_SAVING_METHODS` and the Euclidean metric go through
-    ``fastcluster.linkage_vector``; anything else (condensed distances, other methods or metrics, optimal leaf
-    ordering) goes to scipy unchanged.
+    Observation matrices whose pairwise distances would exceed :data:`SCIPY_DISTANCES_BUDGET`, with a method of
+    :data:`MEMORY_SAVING_METHODS` and the Euclidean metric, go through ``fastcluster.linkage_vector``; anything
+    else (fewer observations, condensed distances, other methods or metrics, optimal leaf ordering) goes to
+    scipy unchanged.
     """
     observations = np.asarray(observations)
-    if observations.ndim == 2 and method in MEMORY_SAVING_METHODS and metric == "euclidean" and not optimal_ordering:
+    num_distances = len(observations) * (len(observations) - 1) // 2
+    if (
+        observations.ndim == 2 and num_distances * 8 > SCIPY_DISTANCES_BUDGET and method in MEMORY_SAVING_METHODS
+        and metric == "euclidean" and not optimal_ordering
+    ):
         return fastcluster.linkage_vector(observations, method=method, metric="euclidean")
     return scipy_linkage(observations, method=method, metric=metric, optimal_ordering=optimal_ordering)
 
