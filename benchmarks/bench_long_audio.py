@@ -135,7 +135,8 @@ def memoize_models(pipeline, cache: Path, num_windows: int) -> tuple[Memo, Memo]
 
 def time_stages(pipeline) -> dict[str, float]:
     """Wall-clock marks around the stages of ``SpeakerDiarization.apply`` (clustering runs between the end of
-    the embeddings and the first reconstruction) and the number of embeddings clustered."""
+    the embeddings and the first reconstruction), the peak RSS so far at the end of each, and the number of
+    embeddings clustered."""
     marks: dict[str, float] = {}
 
     def timed(name: str, method):
@@ -143,6 +144,7 @@ def time_stages(pipeline) -> dict[str, float]:
             marks.setdefault(f"{name}_start", time.perf_counter())
             result = method(*args, **kwargs)
             marks[f"{name}_end"] = time.perf_counter()
+            marks[f"peak_rss_gib_after_{name}"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
             return result
         return wrapper
 
@@ -220,6 +222,8 @@ def measure(args: argparse.Namespace, audio: Path, clustering: str, plda: Path |
         "clustering": clustering, "hours": duration / 3600, "windows": num_windows,
         "embeddings_clustered": marks["embeddings_clustered"], "speakers": len(diarization.labels()),
         "seconds": stages, "total_seconds": end - start,
+        "peak_rss_gib_by_stage": {key.removeprefix("peak_rss_gib_after_"): value for key, value in marks.items()
+                                  if key.startswith("peak_rss_gib_after_")},
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "rss_before_diarization_gib": rss_before,
     }

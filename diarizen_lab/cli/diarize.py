@@ -11,9 +11,11 @@ Diarize recordings with pyannote.audio's SpeakerDiarization pipeline around a tr
 
 -c takes a model checkpoint (model.pt or an averaged checkpoint), an epoch directory, or an experiment
 directory (its checkpoints/best). -i takes a wav.scp, one audio file, or a directory of audio files.
-Pipeline settings (embedding model, clustering ahc|vbx, PLDA, window, thresholds, speaker counts) come from
-the [diarization] section of --config and/or --set diarization.KEY=VALUE; the speaker-embedding model and the
-PLDA are resolved from the offline checkpoint store, never downloaded.
+Pipeline settings (embedding model, clustering ahc|vbx, PLDA, window, step_ratio, median_filter,
+min_active_ratio, ahc_threshold, min_cluster_size, vbx_ahc_criterion, vbx_fa, vbx_fb, vbx_lda_dim,
+vbx_max_iters, speaker counts; defaults: upstream DiariZen's) come from the [diarization] section of --config
+and/or --set diarization.KEY=VALUE; the speaker-embedding model and the PLDA are resolved from the offline
+checkpoint store, never downloaded.
 
 Each RTTM is written atomically when its recording is done: a run stopped by a bad recording keeps the
 finished ones and writes nothing for the rest (fix the input and resume with --skip-existing).

@@ -4,17 +4,27 @@
 :class:`DiarizationConfig`; the speaker-embedding model and the PLDA come from the offline store or a local
 path (never a hub id). :func:`diarize_file` reads one recording and returns its diarization.
 
-What this adds to pyannote's pipeline: a segmentation window other than the model's training chunk, an optional
-median filter over the frames of each chunk's segmentation, channel selection and resampling of the input, and
-an output clipped to the recording (pyannote zero-pads the last chunk, and a model may detect speech there).
+What this adds to pyannote's pipeline: DiariZen's inference settings (:class:`DiarizationConfig`; its defaults
+are upstream's), a segmentation window other than the model's training chunk, upstream's median filter over
+the frames of each chunk's segmentation, channel selection and resampling of the input, and an output clipped
+to the recording (pyannote zero-pads the last chunk, and a model may detect speech there).
 
-Memory (``benchmarks/bench_long_audio.py``): the peak is set by the segmentation model's activations (on CPU,
-WavLM's convolutional front end takes the windows one at a time, so a batch of 32 Base+ windows peaks about
-1 GiB above a single window) plus the float32 waveform (0.2 GiB per hour); pyannote's per-chunk arrays are
-small. Its agglomerative clustering, however, builds the condensed distance matrix of every kept (chunk,
-speaker) embedding, which grows with the square of the number of windows: with ``step_ratio = 0.1`` a one-hour
-meeting has 4,500 windows, hence up to 18,000 embeddings, and scipy's linkage peaks 0.6 GiB higher for 9,000
-embeddings, 2.4 GiB for 18,000.
+Memory at the defaults (step 0.1: 4,500 windows per hour, up to 4 embeddings each). Each stage holds arrays
+linear in the recording length and in float32: the waveform (0.21 GiB per hour), the binarized segmentations
+(median-filtered in place), the embeddings (filled batch by batch into one preallocated array) and the
+clustered segmentations of the reconstruction. Clustering is linear in the number of embeddings too: pyannote's
+agglomerative clustering (and VBx's AHC initialisation) go through fastcluster's memory-saving linkage
+(:mod:`diarizen_lab.evaluation.clustering`), where scipy's linkage would build the condensed matrix of all
+pairwise distances (2.4 GiB more for the 18,000 embeddings of one hour). The rest of the peak is fixed: the
+libraries (about 1.1 GiB), the models and one batch of their activations (a batch of 8 ResNet34 windows: 0.4
+GiB; 32 Base+ WavLM windows about 1 GiB above one window on CPU, where WavLM's convolutional front end takes
+the windows one at a time). Measured figures per recording length: ``benchmarks/results.md``
+(``bench_long_audio.py``).
+
+Time at the defaults: the WeSpeaker ResNet34 embedding pass costs more than the segmentation model (one
+ResNet34 pass over each 8 s window, about twice an s80 window and half a Base+ one), and is computed once per
+window for all its local speakers; agglomerative clustering of N embeddings takes O(N^2 D) time with the
+memory-saving linkage.
 """
 
 from __future__ import annotations
