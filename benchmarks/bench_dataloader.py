@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from diarizen_lab.data.dataset import ChunkDataset, collate
+from diarizen_lab.data.task import Task
 from diarizen_lab.data.frames import FrameGeometry
 from diarizen_lab.data.synth import synthesize_corpus
 
@@ -55,7 +56,8 @@ def main() -> None:
         from pyannote.audio.models.segmentation import PyanNet
 
         frames = FrameGeometry.from_model(PyanNet(sample_rate=16000), args.chunk_size)
-        dataset = ChunkDataset(data, args.chunk_size, args.chunk_shift, 3, frames=frames)
+        task = Task(chunk_size=args.chunk_size, max_speakers_per_chunk=3)
+        dataset = ChunkDataset(data, args.chunk_shift, task=task, frames=frames)
         indices = np.random.default_rng(0).permutation(len(dataset))[: args.chunks].tolist()
         chunks = Subset(dataset, indices)
         reads = [

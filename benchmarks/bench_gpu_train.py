@@ -25,6 +25,7 @@ import time
 
 import torch
 
+from diarizen_lab.data.task import Task
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
 from diarizen_lab.training.objective import PowersetObjective
 
@@ -48,8 +49,9 @@ def run_variant(name: str, args: argparse.Namespace, device: torch.device) -> di
     torch.backends.cudnn.allow_tf32 = tf32
     torch.cuda.empty_cache()  # the previous variant's model and optimizer states are gone with its frame
     torch.manual_seed(0)
-    model = WavLMConformer(wavlm="wavlm_base_plus", chunk_size=args.chunk_size).to(device).train()
-    objective = PowersetObjective.for_model(model).to(device)
+    task = Task(chunk_size=args.chunk_size)
+    model = WavLMConformer(wavlm="random:wavlm_base_plus", task=task).to(device).train()
+    objective = PowersetObjective(task=task).to(device)
     fused = name in ("bf16+fused", "bf16+compile")
     optimizers = [
         torch.optim.AdamW(model.wavlm_parameters(), lr=2e-5, fused=fused),

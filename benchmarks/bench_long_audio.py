@@ -162,13 +162,14 @@ def time_stages(pipeline) -> dict[str, float]:
 
 
 def segmentation_model(name: str):
+    from diarizen_lab.data.task import Task
     from diarizen_lab.models.wavlm_conformer import WavLMConformer
 
     if name == "tiny":
-        return WavLMConformer(wavlm="wavlm_tiny").eval()
+        return WavLMConformer(wavlm="random:wavlm_tiny", task=Task()).eval()
     from bench_pruned import architectures
 
-    return WavLMConformer(wavlm=architectures()[name].to_dict()).eval()
+    return WavLMConformer(wavlm=architectures()[name].to_dict(), task=Task()).eval()
 
 
 def window_seconds(model_name: str, threads: int, repeats: int = 2) -> float:

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 
 from diarizen_lab.config import Block
+from diarizen_lab.data.random_chunks import RandomChunks
+from diarizen_lab.data.task import Task
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
 from diarizen_lab.training.clipping import GradientClipper
 from diarizen_lab.training.loaders import EpochLoader, validation_loader
@@ -40,40 +41,21 @@ from diarizen_lab.training.settings import (
 )
 
 
-class RandomChunks(Dataset):
-    """Noise chunks with random speaker activity, generated once."""
-
-    def __init__(self, size: int, samples: int, num_frames: int) -> None:
-        generator = torch.Generator().manual_seed(0)
-        self.waveforms = 0.1 * torch.randn(size, 1, samples, generator=generator)
-        self.labels = (torch.rand(size, num_frames, 4, generator=generator) > 0.7).float()
-
-    def __len__(self) -> int:
-        return len(self.waveforms)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"waveform": self.waveforms[index], "labels": self.labels[index]}
-
-
-class BenchConfig(dict):
-    source = Path("bench_trainer")
-
-
-def build_model(chunk_size: float) -> WavLMConformer:
+def build_model(task: Task) -> WavLMConformer:
     torch.manual_seed(0)
     return WavLMConformer(
-        wavlm="wavlm_tiny", chunk_size=chunk_size, attention_in=64, ffn_hidden=128, num_heads=4, num_layers=2,
+        wavlm="random:wavlm_tiny", task=task, attention_in=64, ffn_hidden=128, num_heads=4, num_layers=2,
         kernel_size=15,
     )
 
 
-def optimizer_config() -> BenchConfig:
-    return BenchConfig(
-        optimizer_small=Block("torch.optim.AdamW", {"lr": 2e-5}),
-        optimizer_big=Block("torch.optim.AdamW", {"lr": 1e-3}),
-        scheduler_small=ScheduleSettings("warmup_cosine", warmup_steps=10),
-        scheduler_big=ScheduleSettings("warmup_cosine", warmup_steps=10),
-    )
+#: the dual AdamW optimizers of the recipe, by config section
+OPTIMIZERS = {
+    "optimizer_small": Block("torch.optim.AdamW", {"lr": 2e-5}),
+    "optimizer_big": Block("torch.optim.AdamW", {"lr": 1e-3}),
+    "scheduler_small": ScheduleSettings("warmup_cosine", warmup_steps=10),
+    "scheduler_big": ScheduleSettings("warmup_cosine", warmup_steps=10),
+}
 
 
 def bare_epoch(model, optimizers, powerset, batches) -> None:
@@ -102,21 +84,21 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    samples = round(args.chunk_size * 16000)
-    num_frames = build_model(args.chunk_size).num_frames(samples)
-    dataset = RandomChunks(args.batches * args.batch_size, samples, num_frames)
+    task = Task(chunk_size=args.chunk_size)
+    num_frames = build_model(task).num_frames(task.chunk_samples)
+    dataset = RandomChunks(args.batches * args.batch_size, task.chunk_samples, num_frames)
     loaders = DataLoaderSettings(batch_size=args.batch_size, persistent_workers=False)
 
     # both loops train the same model with the same optimizers: they differ only by what the trainer adds
     settings = TrainerSettings(max_epochs=10**6)
     accelerator = build_accelerator(settings)
-    model = build_model(args.chunk_size)
+    model = build_model(task)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
             accelerator=accelerator,
             model=accelerator.prepare_model(model),
-            objective=PowersetObjective.for_model(model),
-            optimizers=build_optimizers(optimizer_config(), model, 10**6, accelerator.device),
+            objective=PowersetObjective(task=task),
+            optimizers=build_optimizers(OPTIMIZERS, model, 10**6, accelerator.device),
             clipper=GradientClipper(ClippingSettings(mode="fixed", max_norm=5.0)),
             train_loader=EpochLoader(dataset, loaders, seed=0),
             validation_loader=validation_loader(dataset, loaders),
@@ -125,7 +107,7 @@ def main() -> None:
             run_dir=Path(tmp),
         )
         # the bare loop: the same batches, already stacked
-        powerset = PowersetObjective.for_model(model).powerset
+        powerset = task.powerset()
         optimizers = [named.optimizer for named in trainer.optimizers]
         batches = [
             {key: torch.stack([dataset[i][key] for i in range(start, start + args.batch_size)]) for key in dataset[0]}

@@ -18,9 +18,12 @@ A config is a set of sections. A recipe declares which sections it accepts and w
 Relative paths (arguments or fields annotated :class:`pathlib.Path` or ``os.PathLike``, alone or in a union
 with ``str``) resolve against the config's root:
 ``[meta] root`` if given (itself relative to the config file's directory), else the config file's directory —
-never against the current working directory. ``--set section.key=value`` overrides are parsed as TOML values
-(``--set trainer.max_epochs=3`` for a settings section, ``--set 'model.args.wavlm="wavlm_tiny"'`` for a
-block; a bare word is taken as a string). The resolved config (overrides applied, paths absolute) is saved in the experiment directory.
+never against the current working directory. Arguments annotated :class:`Asset` name a pretrained file or
+folder: an existing path relative to the root, else an asset of the offline checkpoint store
+(:func:`diarizen_lab.store.resolve_asset`); constructors receive the resolved path. ``--set section.key=value``
+overrides are parsed as TOML values (``--set trainer.max_epochs=3`` for a settings section,
+``--set 'model.args.wavlm="random:wavlm_tiny"'`` for a block; a bare word is taken as a string). The resolved
+config (overrides applied, paths absolute) is saved in the experiment directory.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.utils.atomic import atomic_open
 
 __all__ = [
+    "Asset",
     "Block",
     "Config",
     "load_config",
@@ -51,6 +55,8 @@ __all__ = [
     "import_object",
     "save_resolved",
     "add_config_arguments",
+    "assets_of",
+    "resolve_reference",
 ]
 
 _MISSING = inspect.Parameter.empty
@@ -65,8 +71,67 @@ class Block:
     #: where the block was defined, for error messages (e.g. ``conf/x.toml: [model]``)
     where: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "args": self.args}
+
+class Asset(type(Path())):
+    """A pretrained file or folder named in a config: the annotation of such arguments, and their loaded value.
+
+    A value is resolved when the config is loaded (:func:`resolve_reference`): an existing path relative to the
+    config's root, else the asset of that name in the offline checkpoint store. A reference that resolves to
+    neither (a file an earlier recipe stage writes, or an asset not installed yet) is kept as the path under
+    the root; :meth:`require` then raises the store's error naming every place searched.
+    """
+
+    #: the text written in the config
+    reference: str = ""
+    #: why it did not resolve (``None`` when it did)
+    problem: str | None = None
+
+    def require(self) -> Path:
+        """This path if it exists; otherwise a one-line error naming the reference and where it was searched."""
+        if self.exists():
+            return Path(self)
+        raise InputError(
+            f"asset {self.reference!r} not found"
+            + (f" ({self.problem})" if self.problem else f": no such file {os.fspath(self)}"),
+            fix="create it (an earlier recipe stage?), put it in the checkpoint store, or fix the name",
+        )
+
+
+def resolve_reference(text: str | os.PathLike, root: Path) -> Asset:
+    """The :class:`Asset` named by ``text``: ``root / text`` if it exists, else the store's asset of that name,
+    else ``root / text`` (not existing: :meth:`Asset.require` reports why)."""
+    from diarizen_lab.store.store import AssetNotFoundError, CheckpointStore
+
+    text = os.fspath(text)
+    local = _resolve_path(text, root)
+    problem = None
+    if local.exists():
+        path = CheckpointStore().resolve(local)  # a cache tree root: its snapshot
+    else:
+        try:
+            path = CheckpointStore().resolve(text)
+        except AssetNotFoundError as error:
+            path = local
+            # a file name (an earlier stage's output?) is reported as a path, anything else as a store asset
+            problem = f"no such file {local} (paths resolve against [meta] root)" if local.suffix else str(error)
+    asset = Asset(path)
+    asset.reference, asset.problem = text, problem
+    return asset
+
+
+def assets_of(node: Any) -> list[Asset]:
+    """Every :class:`Asset` value in a loaded config (sections, block arguments, nested values), in order."""
+    if isinstance(node, Asset):
+        return [node]
+    if isinstance(node, Block):
+        node = node.args
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        node = {field.name: getattr(node, field.name) for field in dataclasses.fields(node)}
+    if isinstance(node, Mapping):
+        return [asset for value in node.values() for asset in assets_of(value)]
+    if isinstance(node, (list, tuple)):
+        return [asset for value in node for asset in assets_of(value)]
+    return []
 
 
 class Config(dict):
@@ -139,6 +204,8 @@ def _coerce(value: Any, annotation: Any, root: Path) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        if isinstance(value, str) and Asset in args:
+            return resolve_reference(value, root)
         if isinstance(value, str) and any(_is_path(option) for option in args):
             return _resolve_path(value, root)
         for option in args:
@@ -156,6 +223,10 @@ def _coerce(value: Any, annotation: Any, root: Path) -> Any:
     if annotation is type(None):
         if value is None:
             return None
+        raise TypeError
+    if annotation is Asset:
+        if isinstance(value, str):
+            return resolve_reference(value, root)
         raise TypeError
     if _is_path(annotation):
         if isinstance(value, str):
@@ -210,11 +281,21 @@ def _check_fields(
     section: str,
     root: Path,
     runtime: Iterable[str] = (),
+    moved: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Validate ``values`` against ``fields`` (name -> (annotation, required)); return coerced values."""
+    """Validate ``values`` against ``fields`` (name -> (annotation, required)); return coerced values.
+
+    ``moved`` maps keys that earlier versions accepted here to the section that owns them now.
+    """
     runtime = set(runtime)
+    moved = moved or {}
     checked: dict[str, Any] = {}
     for key, value in values.items():
+        if key in moved and key not in fields:
+            raise locator.error(
+                section, key, f"'{key}' belongs to [{moved[key]}] now",
+                fix=f"move {key} to [{moved[key]}] (stated once, for the model and every dataset)",
+            )
         if key in runtime:
             raise locator.error(
                 section, key, f"'{key}' is supplied by the recipe and cannot be set in the config",
@@ -260,27 +341,60 @@ def import_object(path: str) -> Any:
 
 
 def _signature_fields(target: Callable) -> tuple[dict[str, tuple[Any, bool]], bool]:
-    """Keyword parameters of ``target`` as (annotation, required), and whether it takes ``**kwargs``."""
-    signature = inspect.signature(target)
+    """Keyword parameters of ``target`` as (annotation, required), and whether it takes ``**kwargs``.
+
+    A class whose ``__init__`` forwards ``**kwargs`` to its base class is checked against the keyword-only
+    parameters of the base class too (up the MRO, while each ``__init__`` forwards), so that subclasses need
+    not repeat them.
+    """
+    if not inspect.isclass(target):
+        return _own_fields(target)
+    fields: dict[str, tuple[Any, bool]] = {}
+    inherited = False
+    for cls in inspect.getmro(target):
+        if cls is object or "__init__" not in vars(cls):
+            continue
+        own, var_keyword = _own_fields(cls.__init__, skip_self=True, keyword_only=inherited)
+        fields, inherited = {**own, **fields}, True
+        if not var_keyword:
+            return fields, False
+    return fields, True
+
+
+def _own_fields(
+    function: Callable, skip_self: bool = False, keyword_only: bool = False
+) -> tuple[dict[str, tuple[Any, bool]], bool]:
+    signature = inspect.signature(function)
     try:
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+        hints = typing.get_type_hints(function)
     except Exception:  # unresolvable forward references: fall back to raw annotations
         hints = {}
     fields: dict[str, tuple[Any, bool]] = {}
     var_keyword = False
-    for name, parameter in signature.parameters.items():
+    for index, (name, parameter) in enumerate(signature.parameters.items()):
+        if skip_self and index == 0:
+            continue
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             var_keyword = True
             continue
         if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+            continue
+        if keyword_only and parameter.kind is not inspect.Parameter.KEYWORD_ONLY:
             continue
         annotation = hints.get(name, parameter.annotation)
         fields[name] = (annotation, parameter.default is _MISSING)
     return fields, var_keyword
 
 
+def accepts(target: Callable | str, name: str) -> bool:
+    """Whether ``target`` (or the dotted path of one) takes keyword argument ``name`` (see the config loader's
+    rule for ``**kwargs`` forwarded to a base class)."""
+    fields, _ = _signature_fields(import_object(target) if isinstance(target, str) else target)
+    return name in fields
+
+
 def _load_block(
-    raw: Any, section: str, locator: _Locator, root: Path, runtime: Iterable[str]
+    raw: Any, section: str, locator: _Locator, root: Path, runtime: Iterable[str], moved: Mapping[str, str]
 ) -> Block:
     if not isinstance(raw, dict):
         raise locator.error(section, None, "must be a table with 'path' and optional 'args'")
@@ -305,11 +419,11 @@ def _load_block(
     fields = {name: (a, required and name not in runtime) for name, (a, required) in fields.items()}
     if var_keyword:
         # the callable forwards **kwargs: only the named parameters can be checked
-        named = {key: value for key, value in args.items() if key in fields or key in runtime}
-        checked = _check_fields(named, fields, locator, f"{section}.args", root, runtime)
+        named = {key: value for key, value in args.items() if key in fields or key in runtime or key in moved}
+        checked = _check_fields(named, fields, locator, f"{section}.args", root, runtime, moved)
         checked.update({key: value for key, value in args.items() if key not in named})
     else:
-        checked = _check_fields(args, fields, locator, f"{section}.args", root, runtime)
+        checked = _check_fields(args, fields, locator, f"{section}.args", root, runtime, moved)
     return Block(path=raw["path"], args=checked, where=f"{locator.path}: [{section}]")
 
 
@@ -379,16 +493,25 @@ def load_config(
     sections: Mapping[str, type],
     overrides: Iterable[str] = (),
     runtime: Mapping[str, Iterable[str]] | None = None,
+    moved: Mapping[str, str] | None = None,
 ) -> Config:
     """Load and validate a TOML config.
 
-    Args:
-        path: the TOML file, or ``None`` for defaults and overrides only.
-        sections: accepted section names -> :class:`Block` or a dataclass. A section whose dataclass has
-            no required field may be omitted; a missing :class:`Block` section is an error unless the
-            name is also absent from the file and the recipe treats it as optional (``Optional[Block]``).
-        overrides: ``section.key=value`` strings applied before validation.
-        runtime: per block section, the argument names the recipe supplies (not allowed in the file).
+    Parameters
+    ----------
+    path
+        The TOML file, or ``None`` for defaults and overrides only.
+    sections
+        Accepted section names -> :class:`Block` or a dataclass. A section whose dataclass has no required
+        field may be omitted; a missing :class:`Block` section is an error unless the name is also absent from
+        the file and the recipe treats it as optional (``Optional[Block]``).
+    overrides
+        ``section.key=value`` strings applied before validation.
+    runtime
+        Per block section, the argument names the recipe supplies (not allowed in the file).
+    moved
+        Block arguments of earlier versions -> the section that owns them now (a one-line error saying where
+        to move them).
     """
     if path is None:  # settings from defaults and ``--set`` alone
         path, text = Path("<command line>"), ""
@@ -399,7 +522,7 @@ def load_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise _toml_error(error, path) from None
-    return _validate(data, path, text, sections, overrides, runtime or {})
+    return _validate(data, path, text, sections, overrides, runtime or {}, moved or {})
 
 
 def _read_text(path: Path) -> str:
@@ -418,6 +541,7 @@ def _validate(
     sections: Mapping[str, type],
     overrides: Iterable[str],
     runtime: Mapping[str, Iterable[str]],
+    moved: Mapping[str, str],
 ) -> Config:
     for override in overrides:
         _apply_override(data, override)
@@ -449,10 +573,12 @@ def _validate(
                 validated[name] = None
                 continue
             if base is Block:
-                raise InputError(f"missing section [{name}]", path=path, fix=f"add [{name}] with 'path' and [{name}.args]")
+                raise InputError(
+                    f"missing section [{name}]", path=path, fix=f"add [{name}] with 'path' and [{name}.args]"
+                )
             raw = {}
         if base is Block:
-            validated[name] = _load_block(raw, name, locator, root, runtime.get(name, ()))
+            validated[name] = _load_block(raw, name, locator, root, runtime.get(name, ()), moved)
         elif dataclasses.is_dataclass(base):
             if not isinstance(raw, dict):
                 raise locator.error(name, None, "must be a table")
@@ -481,6 +607,8 @@ def _construct(cls: type, values: dict[str, Any], locator: _Locator, section: st
 
 def _plain(value: Any) -> Any:
     """Convert a validated value back to TOML-serialisable data (paths absolute, tuples as lists)."""
+    if isinstance(value, Asset) and value.problem:
+        return value.reference  # not resolved: as written, to resolve again when the file is loaded
     if isinstance(value, Block):
         return {"path": value.path, "args": _plain(value.args)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

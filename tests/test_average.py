@@ -11,14 +11,14 @@ from torch import nn
 
 from diarizen_lab.cli import main
 from diarizen_lab.errors import DiarizenLabError, InputError
-from diarizen_lab.evaluation.average import (
+from diarizen_lab.training.run_dir import (
     EpochScore,
     average_checkpoints,
-    checkpoint_path,
     infer_metric_mode,
     read_metric,
     select_epochs,
 )
+from diarizen_lab.training.run_dir import model_path as checkpoint_path
 from diarizen_lab.models.io import load_checkpoint, load_model, save_model
 
 VAL_DER = {1: 0.30, 2: 0.25, 3: 0.22, 4: 0.24, 5: 0.20, 6: 0.21, 7: 0.26, 8: 0.23}
@@ -145,8 +145,35 @@ def test_errors_are_clear(exp_dir, tmp_path, capsys):
 
     with open(exp_dir / "metrics.jsonl", "a") as f:
         f.write('{"epoch": 9, "val/der": "n/a"}\n')
-    with pytest.raises(InputError, match=r"metrics.jsonl:18: 'val/der' is 'n/a'"):
+    with open(exp_dir / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 10, "val/der": 0.1}\n')
+    with pytest.raises(InputError, match=r"metrics.jsonl:18: 'val/der' is 'n/a', not a number"):
         read_metric(exp_dir, "val/der")
+
+
+def test_a_nonfinite_validation_is_skipped_and_reported(exp_dir, tmp_path, capsys):
+    with open(exp_dir / "metrics.jsonl", "a") as f:  # epoch 5 (the best) validated again and diverged
+        f.write('{"epoch": 5, "step": 500, "val/der": NaN}\n')
+    record = average_checkpoints(exp_dir, tmp_path / "avg.pt", mode="best", n=3)
+    assert record["epochs"] == [3, 6, 8] and record["skipped_nonfinite"] == [5]
+    assert main(["average", "-e", str(exp_dir), "--mode", "last", "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped epoch(s) 5: non-finite val/der" in out
+    assert load_checkpoint(exp_dir / "avg_last_2.pt")["meta"]["averaging"]["epochs"] == [7, 8]
+
+
+def test_a_last_line_cut_short_by_a_crash_is_ignored(exp_dir, tmp_path):
+    with open(exp_dir / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 9, "step": 900, "val/d')
+    assert [s.epoch for s in read_metric(exp_dir, "val/der")] == list(VAL_DER)
+    assert average_checkpoints(exp_dir, tmp_path / "avg.pt", mode="last", n=2)["epochs"] == [7, 8]
+
+
+def test_after_peak_picks_the_best_epochs_after_the_worst_one():
+    scores = [EpochScore(e, v) for e, v in [(1, 1.0), (2, 3.0), (3, 2.0), (4, 3.0), (5, 1.5), (6, 2.5), (7, 1.2)]]
+    assert [s.epoch for s in select_epochs(scores, "after_peak", 2, "min")] == [5, 7]  # peak: epoch 4 (the last)
+    with pytest.raises(DiarizenLabError, match="only 3 validated epoch"):
+        select_epochs(scores, "after_peak", 4, "min")
 
 
 def test_mismatched_keys_name_the_checkpoint(exp_dir, tmp_path):

@@ -79,10 +79,12 @@ FOLDERS = ["datadirs/audio_is_directory/audio_folder"]
 
 
 def tiny_model():
+    from diarizen_lab.data.task import Task
     from diarizen_lab.models.wavlm_conformer import WavLMConformer
 
     torch.manual_seed(0)
-    return WavLMConformer(wavlm="wavlm_tiny", chunk_size=2.0, attention_in=16, ffn_hidden=32, num_layers=1)
+    return WavLMConformer(wavlm="random:wavlm_tiny", task=Task(chunk_size=2.0), attention_in=16, ffn_hidden=32,
+                          num_layers=1)
 
 
 def make_checkpoints(folder: Path) -> None:
@@ -208,18 +210,18 @@ ERROR_CASES = [
     # TOML
     Case("toml-syntax-error", TRAIN + "syntax_error.toml", "TOML syntax error", "toml/syntax_error.toml:3"),
     Case("toml-unknown-key", TRAIN + "unknown_key.toml", "unknown key 'max_epoch' (did you mean 'max_epochs'?)",
-         "toml/unknown_key.toml:33"),
+         "toml/unknown_key.toml:32"),
     Case("toml-wrong-type", TRAIN + "wrong_type.toml", "'batch_size' must be int, got str '8'",
-         "toml/wrong_type.toml:30"),
-    Case("toml-unknown-path", TRAIN + "unknown_path.toml", "unknown path", "toml/unknown_path.toml:7"),
+         "toml/wrong_type.toml:29"),
+    Case("toml-unknown-path", TRAIN + "unknown_path.toml", "unknown path", "toml/unknown_path.toml:11"),
     Case("toml-unknown-argument", TRAIN + "unknown_model_argument.toml", "unknown key 'num_layer'",
-         "toml/unknown_model_argument.toml:11"),
+         "toml/unknown_model_argument.toml:14"),
     Case("toml-invalid-value", TRAIN + "invalid_value.toml", "max_epochs must be >= 1",
-         "toml/invalid_value.toml:33"),
+         "toml/invalid_value.toml:32"),
     Case("toml-missing-key", TRAIN + "missing_required_key.toml", "missing required key(s): 'name'",
          "toml/missing_required_key.toml:2"),
     Case("toml-unknown-section", TRAIN + "unknown_section.toml", "[optimiser] unknown section",
-         "toml/unknown_section.toml:35"),
+         "toml/unknown_section.toml:34"),
     Case("toml-missing-data-dir", TRAIN + "missing_data_dir.toml", "not a directory", "toml/data/train"),
     Case("toml-diarization-value", f"diarize -c {MODEL} -i {{c}}/audio/clipped.wav -o {{out}} "
          "--config {c}/toml/diarization_invalid_value.toml", "step_ratio must be in (0, 1]",

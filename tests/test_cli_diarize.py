@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from diarizen_lab.data.rttm import read_rttm
+from diarizen_lab.data.task import Task
 from diarizen_lab.models.io import save_model
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
 
@@ -29,7 +30,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    model = WavLMConformer(wavlm="wavlm_tiny", chunk_size=5.0, attention_in=32, ffn_hidden=64, num_layers=1)
+    model = WavLMConformer(wavlm="random:wavlm_tiny", task=Task(chunk_size=5.0), attention_in=32, ffn_hidden=64,
+                           num_layers=1)
     return save_model(tmp_path_factory.mktemp("model") / "model.pt", model)
 
 

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from diarizen_lab.data.dataset import ChunkDataset, chunk_starts, collate
 from diarizen_lab.data.frames import FrameGeometry
 from diarizen_lab.data.targets import powerset_targets
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError, InputError
 
 RATE = 16000
@@ -43,8 +44,12 @@ def data_dir(tmp_path: Path, rttm: str = TURNS, uem: str | None = None, seconds:
     return tmp_path
 
 
+def task(chunk_size: float = CHUNK, max_speakers: int = 2) -> Task:
+    return Task(chunk_size=chunk_size, max_speakers_per_chunk=max_speakers, max_speakers_per_frame=1)
+
+
 def dataset(path: Path, max_speakers: int = 2, shift: float = CHUNK, **kwargs) -> ChunkDataset:
-    return ChunkDataset(path, CHUNK, shift, max_speakers, frames=FRAMES, **kwargs)
+    return ChunkDataset(path, shift, task=task(max_speakers=max_speakers), frames=FRAMES, **kwargs)
 
 
 def rows(*active: list[int]) -> np.ndarray:
@@ -102,7 +107,7 @@ def test_labels_match_a_brute_force_computation_on_random_turns(tmp_path):
     rttm = "".join(f"SPEAKER rec 1 {s:.3f} {e - s:.3f} <NA> <NA> spk{k} <NA> <NA>\n"
                    for s, e, k in zip(starts, ends, speakers))
     frames = FrameGeometry(num_frames=117, step=0.017, duration=0.06, start=-0.01)
-    chunks = ChunkDataset(data_dir(tmp_path, rttm=rttm, seconds=20.0), 2.0, 0.7, 3, frames=frames)
+    chunks = ChunkDataset(data_dir(tmp_path, rttm=rttm, seconds=20.0), 0.7, task=task(2.0, 3), frames=frames)
     # the times as read back from the RTTM
     turns = [(float(f"{s:.3f}"), float(f"{s:.3f}") + float(f"{e - s:.3f}"), k)
              for s, e, k in zip(starts, ends, speakers)]
@@ -131,7 +136,7 @@ def test_frame_geometry_from_a_real_pyannote_model(tmp_path):
     sf.write(tmp_path / "rec.wav", np.zeros(5 * RATE, dtype=np.float32), RATE)
     (tmp_path / "wav.scp").write_text("rec rec.wav\n")
     (tmp_path / "rttm").write_text("SPEAKER rec 1 1.0 1.0 <NA> <NA> s <NA> <NA>\n")
-    labels = ChunkDataset(tmp_path, 5.0, 5.0, 2, frames=frames)[0]["labels"].numpy()
+    labels = ChunkDataset(tmp_path, 5.0, task=task(5.0), frames=frames)[0]["labels"].numpy()
     # centre of frame f at (495.5 + 270 f) / 16000 s lies in [1, 2) s for 57.4 <= f < 116.7
     np.testing.assert_array_equal(np.flatnonzero(labels[:, 0]), np.arange(58, 117))
     assert not labels[:, 1].any()
@@ -192,7 +197,7 @@ def test_sample_rate_mismatch_is_an_error_unless_resampling(tmp_path):
     with pytest.raises(InputError) as error:
         dataset(tmp_path)
     assert str(error.value) == (
-        f"{tmp_path}/wav.scp: 1 recordings are not at 16000 Hz (e.g. rec: 8000 Hz) "
+        f"{tmp_path}/wav.scp: [task] sample_rate is 16000 Hz but 1 recordings are not (e.g. rec: 8000 Hz) "
         "(resample the audio (sox in.wav -r 16000 out.wav) or set resample = true)"
     )
     items = dataset(tmp_path, resample=True, shift=0.5)
@@ -203,8 +208,15 @@ def test_sample_rate_mismatch_is_an_error_unless_resampling(tmp_path):
 
 
 def test_frames_must_match_chunk_size(tmp_path):
-    with pytest.raises(DiarizenLabError, match="covers 1.312 s but chunk_size is 5.0 s"):
-        ChunkDataset(data_dir(tmp_path), 5.0, 5.0, 2, frames=FRAMES)
+    with pytest.raises(DiarizenLabError, match=r"covers 1.312 s but \[task\] chunk_size is 5.0 s"):
+        ChunkDataset(data_dir(tmp_path), 5.0, task=task(5.0), frames=FRAMES)
+
+
+def test_without_frames_items_are_audio_only(tmp_path):
+    items = ChunkDataset(data_dir(tmp_path), CHUNK, task=task())
+    assert sorted(items[0]) == ["recording", "start", "waveform"]
+    batch = collate([items[0], items[1]])
+    assert "labels" not in batch and batch["waveform"].shape == (2, 1, 20000)
 
 
 def test_batches_are_deterministic_with_workers(tmp_path):

@@ -20,7 +20,7 @@ import torch
 from diarizen_lab.models.io import load_model
 from diarizen_lab.training.checkpoint import load_training_state
 from diarizen_lab.training.recipe import load_training_config, train
-from diarizen_lab.training.run_log import read_metrics
+from diarizen_lab.training.run_dir import read_metrics
 from test_training_loop import corpus, without_time, write_config  # noqa: F401  (fixture re-used)
 
 KILLER = """\
@@ -58,7 +58,7 @@ os.replace = replace
 
 
 def train_in_subprocess(
-    config: Path, tmp_path: Path, *extra: str, kill: tuple[str, str] | None = None, command: tuple[str, ...] = ("train",)
+    config: Path, tmp_path: Path, *extra: str, kill: tuple[str, str] | None = None
 ):
     env = {**os.environ}
     if kill is not None:
@@ -67,7 +67,7 @@ def train_in_subprocess(
         (hooks / "sitecustomize.py").write_text(KILLER)
         env |= {"PYTHONPATH": f"{hooks}{os.pathsep}{env.get('PYTHONPATH', '')}",
                 "DRILL_KILL_ON": kill[0], "DRILL_KILL_WHEN": kill[1]}
-    return subprocess.run([sys.executable, "-m", "diarizen_lab", *command, "-C", str(config), *extra],
+    return subprocess.run([sys.executable, "-m", "diarizen_lab", "train", "-C", str(config), *extra],
                           capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -136,20 +136,19 @@ def test_distill_prune_survives_sigkill_mid_epoch(tmp_path):
     save_wavlm(teacher, WavLM(get_preset("wavlm_tiny")))
 
     def overrides(name: str) -> list[str]:
-        settings = [f'meta.exp_dir="{tmp_path}"', f'meta.name="{name}"', f'model.args.wavlm_checkpoint="{teacher}"',
-                    f'objective.args.teacher="{teacher}"', f'train_dataset.args.data_dir="{train_dir}"',
+        settings = [f'meta.exp_dir="{tmp_path}"', f'meta.name="{name}"', f'objective.args.teacher="{teacher}"',
+                    f'train_dataset.args.data_dir="{train_dir}"',
                     f'validation_dataset.args.data_dir="{dev_dir}"', "objective.args.warmup_steps=10",
                     "train_dataset.args.chunk_shift=1.0", "trainer.max_epochs=3"]
         return [argument for setting in settings for argument in ("--set", setting)]
 
-    prune = ("prune", "train")
-    straight = train_in_subprocess(CONFIG, tmp_path, *overrides("straight"), command=prune)
+    straight = train_in_subprocess(CONFIG, tmp_path, *overrides("straight"))
     assert straight.returncode == 0, straight.stderr[-2000:]
-    killed = train_in_subprocess(CONFIG, tmp_path, *overrides("drill"), command=prune, kill=("epoch_0001", "after"))
+    killed = train_in_subprocess(CONFIG, tmp_path, *overrides("drill"), kill=("epoch_0001", "after"))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert [n for n in assert_every_checkpoint_loads(tmp_path / "drill") if not n.startswith(".")] == [
         "best", "epoch_0001"]
-    resumed = train_in_subprocess(CONFIG, tmp_path, *overrides("drill"), "--resume", command=prune)
+    resumed = train_in_subprocess(CONFIG, tmp_path, *overrides("drill"), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     reference = without_time(read_metrics(tmp_path / "straight" / "metrics.jsonl"))
     assert without_time(read_metrics(tmp_path / "drill" / "metrics.jsonl")) == reference

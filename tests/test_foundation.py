@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -123,8 +124,8 @@ def test_doctor_fails_when_offline_mode_is_disabled(tmp_path):
 
 
 def test_doctor_checks_the_assets_a_config_needs(tmp_path):
-    config = tmp_path / "exp.toml"
-    config.write_text('[model]\npath = "x.Y"\n[model.args]\nwavlm_checkpoint = "wavlm-base-plus"\n')
+    """The assets are the config's values of arguments typed as assets (here [model] wavlm_checkpoint)."""
+    config = Path(__file__).resolve().parents[1] / "conf" / "wavlm_updated_conformer.toml"
     store = tmp_path / "checkpoints"
     result = run_cli("doctor", "--checkpoint-dir", str(store), "-C", str(config))
     assert result.returncode == 1

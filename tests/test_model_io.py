@@ -7,19 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError
 from diarizen_lab.models.fbank_conformer import FbankConformer
 from diarizen_lab.models.io import FORMAT, find_model_file, load_checkpoint, load_model, save_model
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
 
-SMALL_HEAD = dict(attention_in=32, ffn_hidden=64, num_heads=2, num_layers=1, kernel_size=7)
+SMALL_HEAD = dict(task=Task(), attention_in=32, ffn_hidden=64, num_heads=2, num_layers=1, kernel_size=7)
 
 
 def build(kind: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     torch.manual_seed(seed)
     if kind == "wavlm":
-        return WavLMConformer(wavlm="wavlm_tiny", **SMALL_HEAD, **kwargs).eval()
-    return FbankConformer(**SMALL_HEAD, **kwargs).eval()
+        return WavLMConformer(wavlm="random:wavlm_tiny", **{**SMALL_HEAD, **kwargs}).eval()
+    return FbankConformer(**{**SMALL_HEAD, **kwargs}).eval()
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def waveforms() -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", ["fbank", "wavlm"])
 def test_round_trip_gives_identical_outputs(tmp_path, waveforms, kind):
-    model = build(kind, max_speakers_per_chunk=3)
+    model = build(kind, task=Task(max_speakers_per_chunk=3))
     path = save_model(tmp_path / "model.pt", model, meta={"epoch": 3, "val/der": 0.25})
     loaded = load_model(path)
     assert type(loaded) is type(model) and not loaded.training
@@ -124,3 +125,19 @@ def test_failed_save_leaves_previous_file_intact(tmp_path):
         save_model(path, torch.nn.Linear(2, 2))  # no architecture()
     assert path.read_bytes() == before
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["model.pt"]
+
+
+@pytest.mark.parametrize("kind", ["fbank", "wavlm"])
+def test_model_files_written_before_the_task_block_still_load(tmp_path, waveforms, kind):
+    """Earlier model.pt files kept chunk_size, sample_rate and the speaker counts among the model args."""
+    model = build(kind, task=Task(chunk_size=5.0, max_speakers_per_chunk=3))
+    path = save_model(tmp_path / "model.pt", model)
+    checkpoint = torch.load(path, weights_only=True)
+    architecture = checkpoint["model"]
+    architecture["args"].update(architecture.pop("task"))  # the old layout
+    torch.save(checkpoint, path)
+    loaded = load_model(path)
+    assert loaded.task == Task(chunk_size=5.0, max_speakers_per_chunk=3)
+    assert loaded.specifications.duration == 5.0 and loaded.dimension == model.dimension
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(waveforms), model(waveforms), atol=0, rtol=0)

@@ -14,6 +14,8 @@ from pyannote.audio import Inference
 from pyannote.audio.utils.powerset import Powerset
 from pyannote.core import SlidingWindowFeature
 
+from diarizen_lab.config import resolve_reference
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError
 from diarizen_lab.models.conformer import ConformerEncoder
 from diarizen_lab.models.fbank import LogMelFbank
@@ -24,11 +26,11 @@ from diarizen_lab.models.wavlm_conformer import WavLMConformer
 from diarizen_lab.store.wavlm_formats import save_wavlm
 
 SAMPLE_WAV = Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"
-SMALL_HEAD = dict(attention_in=32, ffn_hidden=64, num_heads=2, num_layers=1, kernel_size=7)
+SMALL_HEAD = dict(task=Task(), attention_in=32, ffn_hidden=64, num_heads=2, num_layers=1, kernel_size=7)
 
 
 def tiny_wavlm_conformer(**kwargs) -> WavLMConformer:
-    return WavLMConformer(wavlm="wavlm_tiny", **{**SMALL_HEAD, **kwargs})
+    return WavLMConformer(wavlm="random:wavlm_tiny", **{**SMALL_HEAD, **kwargs})
 
 
 def tiny_fbank_conformer(**kwargs) -> FbankConformer:
@@ -116,20 +118,30 @@ def test_wavlm_checkpoint_gives_architecture_and_weights(tmp_path):
     assert args["wavlm"] == pruned_tiny_config().to_dict() and args["wavlm_checkpoint"] is None
     assert model.layer_weighting.logits.numel() == 3
     # the architecture alone rebuilds the same network (random weights, no checkpoint needed)
-    rebuilt = WavLMConformer(**args)
+    rebuilt = WavLMConformer(**args, task=model.task)
     assert [(n, p.shape) for n, p in rebuilt.named_parameters()] == [(n, p.shape) for n, p in model.named_parameters()]
 
 
 def test_architecture_and_checkpoint_together_are_refused(tmp_path):
     save_wavlm(tmp_path / "pruned.pt", WavLM(pruned_tiny_config()))
     with pytest.raises(DiarizenLabError, match="set either wavlm .* or wavlm_checkpoint"):
-        WavLMConformer(wavlm="wavlm_tiny", wavlm_checkpoint=str(tmp_path / "pruned.pt"), **SMALL_HEAD)
+        WavLMConformer(wavlm="random:wavlm_tiny", wavlm_checkpoint=tmp_path / "pruned.pt", **SMALL_HEAD)
 
 
 def test_unknown_wavlm_asset_is_a_one_line_error(tmp_path):
     with pytest.raises(DiarizenLabError, match="no-such-wavlm") as error:
-        WavLMConformer(wavlm_checkpoint="no-such-wavlm", **SMALL_HEAD)
+        WavLMConformer(wavlm_checkpoint=resolve_reference("no-such-wavlm", tmp_path), **SMALL_HEAD)
     assert "\n" not in str(error.value)
+
+
+def test_preset_names_are_random_init_architectures_and_say_so():
+    with pytest.raises(DiarizenLabError, match="write wavlm = 'random:wavlm_base_plus'") as error:
+        WavLMConformer(wavlm="wavlm_base_plus", **SMALL_HEAD)
+    assert "wavlm_checkpoint = 'wavlm-base-plus'" in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(DiarizenLabError, match="not an architecture"):
+        WavLMConformer(wavlm="wavlm-base-plus", **SMALL_HEAD)
+    with pytest.raises(DiarizenLabError, match="unknown WavLM architecture 'random:wavlm_huge'"):
+        WavLMConformer(wavlm="random:wavlm_huge", **SMALL_HEAD)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -137,17 +149,20 @@ def test_unknown_wavlm_asset_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.parametrize("factory", [tiny_fbank_conformer, tiny_wavlm_conformer], ids=["fbank", "wavlm"])
-def test_specifications_without_a_task(factory):
-    model = factory(chunk_size=5.0, max_speakers_per_chunk=3, max_speakers_per_frame=2)
+def test_specifications_come_from_the_task(factory):
+    task = Task(chunk_size=5.0, max_speakers_per_chunk=3, max_speakers_per_frame=2)
+    model = factory(task=task)
     specifications = model.specifications
-    assert model.task is None
+    assert model.task is task and model.hparams.sample_rate == task.sample_rate
     assert specifications.duration == 5.0
     assert specifications.classes == ["speaker#1", "speaker#2", "speaker#3"]
     assert specifications.powerset and specifications.permutation_invariant
     assert specifications.num_powerset_classes == Powerset(3, 2).num_powerset_classes == 7
     assert model.dimension == 7
-    with pytest.raises(ValueError, match="max_speakers_per_frame"):
-        factory(max_speakers_per_chunk=2, max_speakers_per_frame=3)
+    assert model.architecture()["task"] == {"sample_rate": 16000, "chunk_size": 5.0, "max_speakers_per_chunk": 3,
+                                            "max_speakers_per_frame": 2}
+    with pytest.raises(DiarizenLabError, match=r"\[task\] need 1 <= max_speakers_per_frame"):
+        Task(max_speakers_per_chunk=2, max_speakers_per_frame=3)
 
 
 @pytest.mark.parametrize(
@@ -264,7 +279,7 @@ def test_trainable_wavlm_receives_gradients():
 
 def test_wavlm_base_plus_conformer_has_wavlm_base_plus_parameters():
     with torch.device("meta"):
-        model = WavLMConformer(wavlm="wavlm_base_plus")
+        model = WavLMConformer(wavlm="random:wavlm_base_plus", task=Task())
         reference = torchaudio.models.wavlm_base()
     num_wavlm = sum(p.numel() for p in model.wavlm_parameters())
     assert num_wavlm == sum(p.numel() for p in reference.parameters()) == 94_381_168
@@ -273,7 +288,7 @@ def test_wavlm_base_plus_conformer_has_wavlm_base_plus_parameters():
 
 
 def test_fbank_conformer_default_size():
-    model = FbankConformer()
+    model = FbankConformer(task=Task())
     d, f = 256, 1024
     feed_forward = 2 * d + (d * f + f) + (f * d + d)
     attention = 2 * d + (3 * d * d + 3 * d) + (d * d + d)

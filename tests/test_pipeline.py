@@ -261,11 +261,12 @@ def test_local_wespeaker_folder_loads_offline_and_runs(tmp_path, sample, no_netw
 
 
 def test_wavlm_conformer_segmentation():
+    from diarizen_lab.data.task import Task
     from diarizen_lab.models.wavlm_conformer import WavLMConformer
 
     torch.manual_seed(0)
-    model = WavLMConformer(wavlm="wavlm_tiny", attention_in=32, ffn_hidden=64, num_heads=2, num_layers=1,
-                           chunk_size=8.0).eval()
+    model = WavLMConformer(wavlm="random:wavlm_tiny", attention_in=32, ffn_hidden=64, num_heads=2, num_layers=1,
+                           task=Task(chunk_size=8.0)).eval()
     diarization = diarize_file(build_pipeline(model, SMOKE), SAMPLE, max_speakers=3)
     assert 1 <= len(diarization.labels()) <= 3
     assert diarization.get_timeline().extent().end <= 30.0

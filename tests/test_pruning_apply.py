@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from diarizen_lab.cli import main
+from diarizen_lab.config import resolve_reference
+from diarizen_lab.data.task import Task
 from diarizen_lab.models.io import save_model
 from diarizen_lab.models.wavlm import WavLM, WavLMConfig, get_preset, load_wavlm
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
@@ -28,7 +30,7 @@ def total(counts: dict[str, torch.Tensor]) -> float:
 def random_student(preset: str, seed: int, **kwargs) -> PruningStudent:
     """A student whose gates keep a random part of every unit type (log_alpha ~ N(1, 2.5))."""
     torch.manual_seed(seed)
-    student = PruningStudent(preset, distill_layers=[0, 1, 2], **kwargs)
+    student = PruningStudent(f"random:{preset}", distill_layers=[0, 1, 2], **kwargs)
     with torch.no_grad():
         for gate in student.gates.values():
             gate.log_alpha.normal_(1.0, 2.5)
@@ -130,8 +132,8 @@ def test_pruned_file_loads_through_the_store_into_wavlm_conformer_and_trains(tmp
 
     torch.manual_seed(0)
     model = WavLMConformer(
-        wavlm_checkpoint="wavlm-pruned-tiny", chunk_size=2.0, attention_in=32, ffn_hidden=64, num_heads=2,
-        num_layers=1, max_speakers_per_chunk=2, max_speakers_per_frame=2,
+        wavlm_checkpoint=resolve_reference("wavlm-pruned-tiny", tmp_path), attention_in=32, ffn_hidden=64,
+        num_heads=2, num_layers=1, task=Task(chunk_size=2.0, max_speakers_per_chunk=2, max_speakers_per_frame=2),
     )
     assert model.wavlm.config == pruned.config
     for key, value in pruned.state_dict().items():
@@ -153,7 +155,8 @@ def test_pruned_file_loads_through_the_store_into_wavlm_conformer_and_trains(tmp
 def test_cli_extract_then_apply(tmp_path, capsys):
     torch.manual_seed(0)
     diarization = WavLMConformer(
-        wavlm="wavlm_tiny", chunk_size=2.0, attention_in=32, ffn_hidden=64, num_heads=2, num_layers=1
+        wavlm="random:wavlm_tiny", task=Task(chunk_size=2.0), attention_in=32, ffn_hidden=64, num_heads=2,
+        num_layers=1
     )
     save_model(tmp_path / "model.pt", diarization)
     assert main(["prune", "extract", "-c", str(tmp_path / "model.pt"), "-o", str(tmp_path / "teacher.pt")]) == 0

@@ -10,11 +10,10 @@ import soundfile as sf
 import torch
 
 from diarizen_lab.cli import main
-from diarizen_lab.evaluation.average import EpochScore
+from diarizen_lab.data.task import Task
 from diarizen_lab.models.wavlm import WavLM, get_preset, load_wavlm
-from diarizen_lab.pruning.recipe import distill_prune, load_pruning_config
-from diarizen_lab.pruning.selection import select_after_peak
 from diarizen_lab.store.wavlm_formats import save_wavlm
+from diarizen_lab.training.recipe import load_training_config, train
 
 CONFIG = Path(__file__).resolve().parents[1] / "conf" / "prune_tiny.toml"
 RATE = 16000
@@ -50,17 +49,16 @@ def run_tiny(root: Path) -> Path:
     which leave the gates unsaturated for long; the run gates conv channels and FFN units, whose fine grain
     (0.1% of the parameters per unit) lets the deterministic architecture match the target in so short a run.
     """
-    train = write_data_dir(root / "train", [40.0, 40.0], seed=0)
+    train_dir = write_data_dir(root / "train", [40.0, 40.0], seed=0)
     dev = write_data_dir(root / "dev", [8.0], seed=1)
     torch.manual_seed(0)
     teacher = root / "teacher.pt"
     save_wavlm(teacher, WavLM(get_preset("wavlm_tiny")))
-    config = load_pruning_config(CONFIG, [
+    config = load_training_config(CONFIG, [
         f'meta.exp_dir="{root}"',
         'meta.name="distill"',
-        f'model.args.wavlm_checkpoint="{teacher}"',
-        f'objective.args.teacher="{teacher}"',
-        f'train_dataset.args.data_dir="{train}"',
+        f'objective.args.teacher="{teacher}"',  # also the student's start
+        f'train_dataset.args.data_dir="{train_dir}"',
         f'validation_dataset.args.data_dir="{dev}"',
         'model.args.units=["conv", "interm"]',
         f"objective.args.target_sparsity={TARGET}",
@@ -68,7 +66,7 @@ def run_tiny(root: Path) -> Path:
         "train_dataset.args.chunk_shift=1.0",
         "trainer.max_epochs=10",
     ])
-    distill_prune(config)
+    train(config)
     return teacher
 
 
@@ -126,13 +124,15 @@ def test_training_state_holds_the_multipliers_and_step_but_not_the_teacher(tmp_p
     from diarizen_lab.pruning import DistillPruneObjective
 
     save_wavlm(tmp_path / "teacher.pt", WavLM(get_preset("wavlm_tiny")))
-    objective = DistillPruneObjective(str(tmp_path / "teacher.pt"), [0, 1, 2], target_sparsity=0.5, warmup_steps=10)
+    objective = DistillPruneObjective(tmp_path / "teacher.pt", [0, 1, 2], target_sparsity=0.5, warmup_steps=10,
+                                      task=Task())
     with torch.no_grad():
         objective.lagrangian.lambda1.fill_(-2.0)
     objective.on_update(7)
     state = objective.state_dict()
     assert sorted(state) == ["lagrangian.lambda1", "lagrangian.lambda2", "step"]
-    restored = DistillPruneObjective(str(tmp_path / "teacher.pt"), [0, 1, 2], target_sparsity=0.5, warmup_steps=10)
+    restored = DistillPruneObjective(tmp_path / "teacher.pt", [0, 1, 2], target_sparsity=0.5, warmup_steps=10,
+                                     task=Task())
     restored.load_state_dict(state, strict=True)
     assert restored.lagrangian.lambda1.item() == -2.0 and int(restored.step) == 7
     assert restored.lagrangian.target(int(restored.step)) == pytest.approx(0.35)
@@ -140,8 +140,22 @@ def test_training_state_holds_the_multipliers_and_step_but_not_the_teacher(tmp_p
     assert not restored.teacher.training
 
 
-def test_selection_after_the_peak():
-    scores = [EpochScore(e, v) for e, v in enumerate([1.0, 1.4, 1.6, 1.5, 1.2, 1.3, 1.1], start=1)]
-    assert [s.epoch for s in select_after_peak(scores, 2)] == [5, 7]
-    with pytest.raises(Exception, match="after the loss peak at epoch 3"):
-        select_after_peak(scores, 5)
+def test_the_student_starts_as_the_teacher_unless_it_names_a_wavlm(tmp_path):
+    from diarizen_lab.pruning import DistillPruneObjective, PruningStudent
+
+    torch.manual_seed(0)
+    save_wavlm(tmp_path / "teacher.pt", WavLM(get_preset("wavlm_tiny")))
+    objective = DistillPruneObjective(tmp_path / "teacher.pt", [0, 1, 2], task=Task())
+    supplied = objective.model_arguments({"units": []})
+    assert supplied == {"wavlm_checkpoint": tmp_path / "teacher.pt"}
+    student = PruningStudent(units=[], distill_layers=[0, 1, 2], **supplied)
+    assert all(torch.equal(a, b) for a, b in zip(student.wavlm.state_dict().values(),
+                                                  objective.teacher.state_dict().values()))
+    assert objective.model_arguments({"wavlm": "random:wavlm_tiny"}) == {}
+    assert objective.model_arguments({"wavlm_checkpoint": tmp_path / "other.pt"}) == {}
+
+
+def test_prune_train_points_to_train(capsys):
+    assert main(["prune", "train", "-C", "conf/prune_tiny.toml"]) == 2
+    (error,) = capsys.readouterr().err.strip().splitlines()
+    assert "`prune train` is now `diarizen-lab train`" in error and "diarizen-lab train -C conf/prune_tiny.toml" in error

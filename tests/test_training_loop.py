@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import Dataset
-
 from diarizen_lab.config import Block
+from diarizen_lab.data.random_chunks import RandomChunks
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.models.fbank_conformer import FbankConformer
 from diarizen_lab.models.io import save_model
@@ -19,7 +19,8 @@ from diarizen_lab.training.loop import Trainer
 from diarizen_lab.training.objective import PowersetObjective
 from diarizen_lab.training.optim import build_optimizers
 from diarizen_lab.training.recipe import build_accelerator, initialise_from, load_training_config, train
-from diarizen_lab.training.run_log import TIME_PREFIX, read_metrics
+from diarizen_lab.training.run_dir import read_metrics
+from diarizen_lab.training.run_log import TIME_PREFIX
 from diarizen_lab.training.settings import (
     CheckpointSettings,
     ClippingSettings,
@@ -27,26 +28,8 @@ from diarizen_lab.training.settings import (
     TrainerSettings,
 )
 
-TINY = dict(chunk_size=1.0, attention_in=16, ffn_hidden=32, num_heads=2, num_layers=1, kernel_size=3)
-
-
-class NoiseChunks(Dataset):
-    """Deterministic one-second chunks: white noise and random activity of up to 4 speakers."""
-
-    def __init__(self, size: int, num_frames: int, seed: int = 0) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.waveforms = 0.1 * torch.randn(size, 1, 16000, generator=generator)
-        self.labels = (torch.rand(size, num_frames, 4, generator=generator) > 0.7).float()
-
-    def __len__(self) -> int:
-        return len(self.waveforms)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"waveform": self.waveforms[index], "labels": self.labels[index]}
-
-
-class FakeConfig(dict):
-    source = Path("conf/test.toml")
+TASK = Task(chunk_size=1.0)
+TINY = dict(task=TASK, attention_in=16, ffn_hidden=32, num_heads=2, num_layers=1, kernel_size=3)
 
 
 def make_trainer(
@@ -71,20 +54,18 @@ def make_trainer(
     accelerator = build_accelerator(settings)
     torch.manual_seed(0)
     model = FbankConformer(**TINY, dropout=0.0)
-    num_frames = model.num_frames(16000)
+    num_frames = model.num_frames(TASK.chunk_samples)
     loaders = DataLoaderSettings(batch_size=batch_size, persistent_workers=False)
-    objective = objective_class.for_model(model)
-    optimizers = build_optimizers(
-        FakeConfig(optimizer=Block("torch.optim.SGD", {"lr": lr})), model, 100, accelerator.device
-    )
+    objective = objective_class(task=TASK)
+    optimizers = build_optimizers({"optimizer": Block("torch.optim.SGD", {"lr": lr})}, model, 100, accelerator.device)
     return Trainer(
         accelerator=accelerator,
         model=accelerator.prepare_model(model),
         objective=objective,
         optimizers=optimizers,
         clipper=GradientClipper(ClippingSettings(mode="none")),
-        train_loader=EpochLoader(NoiseChunks(16, num_frames), loaders, seed=0),
-        validation_loader=validation_loader(NoiseChunks(4, num_frames, seed=1), loaders),
+        train_loader=EpochLoader(RandomChunks(16, TASK.chunk_samples, num_frames), loaders, seed=0),
+        validation_loader=validation_loader(RandomChunks(4, TASK.chunk_samples, num_frames, seed=1), loaders),
         settings=settings,
         checkpoint=CheckpointSettings(keep_last_n=1),
         run_dir=run_dir,
@@ -126,8 +107,8 @@ class NaNOnCalls(PowersetObjective):
 
     nan_calls: set[int] = set()
 
-    def __init__(self, powerset) -> None:
-        super().__init__(powerset)
+    def __init__(self, *, task: Task) -> None:
+        super().__init__(task=task)
         self.calls = 0
 
     def training_step(self, model, batch):
@@ -210,10 +191,12 @@ name = "{name}"
 exp_dir = "exp"
 seed = 3
 
+[task]
+chunk_size = 1.0
+
 [model]
 path = "diarizen_lab.models.fbank_conformer.FbankConformer"
 [model.args]
-chunk_size = 1.0
 attention_in = 16
 ffn_hidden = 32
 num_heads = 2
@@ -225,17 +208,13 @@ dropout = 0.1
 path = "diarizen_lab.data.dataset.ChunkDataset"
 [train_dataset.args]
 data_dir = "{corpus / 'train'}"
-chunk_size = 1.0
 chunk_shift = 1.0
-max_speakers_per_chunk = 4
 
 [validation_dataset]
 path = "diarizen_lab.data.dataset.ChunkDataset"
 [validation_dataset.args]
 data_dir = "{corpus / 'dev'}"
-chunk_size = 1.0
 chunk_shift = 1.0
-max_speakers_per_chunk = 4
 
 [dataloader]
 batch_size = 4
@@ -282,9 +261,10 @@ def test_a_resumed_run_writes_exactly_the_metrics_of_an_uninterrupted_one(tmp_pa
     uninterrupted = train(load_training_config(write_config(tmp_path, corpus, "straight")))
     assert uninterrupted.epoch == 3 and uninterrupted.step == 18
 
-    config = load_training_config(write_config(tmp_path, corpus, "crashed"))
-    with pytest.raises(KeyboardInterrupt):
-        train(config, make_objective=CrashInEpochTwo.for_model)
+    path = write_config(tmp_path, corpus, "crashed")
+    with pytest.raises(KeyboardInterrupt):  # the [objective] block names the objective
+        train(load_training_config(path, ['objective.path="test_training_loop.CrashInEpochTwo"']))
+    config = load_training_config(path)
     crashed_dir = tmp_path / "exp" / "crashed"
     assert [row["epoch"] for row in read_metrics(crashed_dir / "metrics.jsonl")] == [1]
     with pytest.raises(DiarizenLabError, match="already has checkpoints: pass --resume"):
@@ -317,6 +297,9 @@ def test_resume_from_an_explicit_checkpoint_continues_from_it(tmp_path, corpus):
     assert without_time(again) == without_time(first)
     with pytest.raises(InputError, match="no training_state.pt here"):
         train(config, resume=tmp_path)
+    other_task = load_training_config(write_config(tmp_path, corpus), ["trainer.max_epochs=3", "task.chunk_size=2.0"])
+    with pytest.raises(DiarizenLabError, match=r"\[task\] and the checkpoint .*epoch_0002 describe different tasks"):
+        train(other_task, resume=True)
 
 
 def test_finetune_starts_from_trained_weights(tmp_path, corpus):
@@ -326,10 +309,10 @@ def test_finetune_starts_from_trained_weights(tmp_path, corpus):
             parameter.fill_(0.01)
     save_model(tmp_path / "trained.pt", trained)
     model = FbankConformer(**TINY, dropout=0.1)
-    initialise_from(model, tmp_path / "trained.pt")
+    initialise_from(model, tmp_path / "trained.pt", TASK)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
     with pytest.raises(InputError, match=r"\[finetune\] weights do not fit"):
-        initialise_from(FbankConformer(**{**TINY, "attention_in": 8}), tmp_path / "trained.pt")
+        initialise_from(FbankConformer(**{**TINY, "attention_in": 8}), tmp_path / "trained.pt", TASK)
 
     config = load_training_config(
         write_config(tmp_path, corpus, extra=f'[finetune]\ninit_from = "{tmp_path / "trained.pt"}"\n'),
@@ -338,6 +321,36 @@ def test_finetune_starts_from_trained_weights(tmp_path, corpus):
     train(config)
     saved = torch.load(tmp_path / "exp" / "run" / "checkpoints" / "epoch_0001" / "model.pt", weights_only=True)
     assert all(torch.equal(saved["state_dict"][k], v) for k, v in trained.state_dict().items())
+    assert saved["model"]["task"] == {"sample_rate": 16000, "chunk_size": 1.0, "max_speakers_per_chunk": 4,
+                                      "max_speakers_per_frame": 2}
+
+
+def test_finetune_from_a_checkpoint_of_another_task_fails_naming_both(tmp_path, corpus, capsys):
+    from diarizen_lab.cli import main
+
+    save_model(tmp_path / "trained.pt", FbankConformer(**{**TINY, "task": Task(chunk_size=2.0)}))
+    config = write_config(tmp_path, corpus, extra=f'[finetune]\ninit_from = "{tmp_path / "trained.pt"}"\n')
+    assert main(["train", "-C", str(config)]) == 2
+    (error,) = capsys.readouterr().err.strip().splitlines()
+    assert f"[task] and [finetune] init_from {tmp_path / 'trained.pt'} describe different tasks" in error
+    assert "chunk_size 1.0 vs 2.0" in error
+    assert not (tmp_path / "exp" / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "key"), [("model", "chunk_size"), ("train_dataset", "chunk_size"),
+                         ("validation_dataset", "max_speakers_per_chunk"), ("train_dataset", "sample_rate")]
+)
+def test_task_facts_outside_task_are_refused_with_where_to_move_them(tmp_path, corpus, section, key):
+    """A dataset chunk size or sample rate can no longer disagree with the model's: there is no key for it."""
+    path = write_config(tmp_path, corpus)
+    text = path.read_text().replace(f"[{section}.args]\n", f"[{section}.args]\n{key} = 2\n")
+    path.write_text(text)
+    line = text.splitlines().index(f"{key} = 2") + 1
+    with pytest.raises(InputError) as error:
+        load_training_config(path)
+    assert str(error.value).startswith(f"{path}:{line}: [{section}.args] '{key}' belongs to [task] now")
+    assert f"move {key} to [task]" in str(error.value)
 
 
 def test_configuration_errors_are_one_line_cli_errors(tmp_path, corpus, capsys):
@@ -376,3 +389,23 @@ def test_retention_keeps_the_best_epochs_by_the_monitored_metric(tmp_path, corpu
     kept = sorted(int(p.name.split("_")[1]) for p in (run_dir / "checkpoints").glob("epoch_*"))
     assert kept == [best, 3]
     assert (run_dir / "checkpoints" / "best").resolve().name == f"epoch_{best:04d}"
+
+
+def test_retention_keeps_what_averaging_asks_for_on_ties(tmp_path):
+    """val/der 0.3 at epochs 2, 3 and 4, keep_best_n 2: retention and ``average --mode best -n 2`` agree."""
+    from diarizen_lab.training.run_dir import average_checkpoints
+
+    class Scripted(PowersetObjective):
+        ders = iter([0.5, 0.3, 0.3, 0.3, 0.4])
+
+        def validation_metrics(self, counts):
+            return {**super().validation_metrics(counts), "der": next(self.ders)}
+
+    trainer = make_trainer(tmp_path, max_epochs=5, objective_class=Scripted)
+    trainer.checkpoint_settings = CheckpointSettings(keep_last_n=1, keep_best_n=2)
+    trainer.checkpointer.keep_last_n = 1
+    trainer.fit()
+    record = average_checkpoints(tmp_path, tmp_path / "avg.pt", mode="best", n=2)
+    assert record["epochs"] == [3, 4]
+    # 5: the last; 3 and 4: the best two (ties to the later epochs); 2: `best`, the first epoch to reach 0.3
+    assert [epoch for epoch, _ in trainer.checkpointer.epochs()] == [2, 3, 4, 5]

@@ -12,6 +12,7 @@ from pyannote.audio.utils.powerset import Powerset
 from torch import nn
 
 from diarizen_lab.config import Block
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.models.fbank_conformer import FbankConformer
 from diarizen_lab.models.io import load_model
@@ -21,21 +22,18 @@ from diarizen_lab.training.clipping import GradientClipper
 from diarizen_lab.training.loss import powerset_nll, powerset_targets
 from diarizen_lab.training.metrics import der_counts, der_rates
 from diarizen_lab.training.optim import NamedOptimizer, build_optimizers, check_partition, split_parameters
-from diarizen_lab.training.run_log import RunLog, read_metrics
+from diarizen_lab.training.run_dir import read_metrics
+from diarizen_lab.training.run_log import RunLog
 from diarizen_lab.training.schedulers import LRMultiplier, build_scheduler
 from diarizen_lab.training.settings import ClippingSettings, ScheduleSettings
 
-TINY_CONFORMER = dict(chunk_size=1.0, attention_in=16, ffn_hidden=32, num_heads=2, num_layers=1, kernel_size=3)
+TINY_CONFORMER = dict(
+    task=Task(chunk_size=1.0), attention_in=16, ffn_hidden=32, num_heads=2, num_layers=1, kernel_size=3
+)
 
 
 def tiny_wavlm_conformer(**kwargs) -> WavLMConformer:
-    return WavLMConformer(wavlm="wavlm_tiny", **TINY_CONFORMER, **kwargs)
-
-
-class FakeConfig(dict):
-    """The part of :class:`diarizen_lab.config.Config` that :func:`build_optimizers` reads."""
-
-    source = Path("conf/test.toml")
+    return WavLMConformer(wavlm="random:wavlm_tiny", **TINY_CONFORMER, **kwargs)
 
 
 ADAMW = Block("torch.optim.AdamW", {"lr": 1e-3})
@@ -57,12 +55,12 @@ def test_dual_split_covers_every_trainable_parameter_once():
 
 def test_build_dual_optimizers_with_their_own_learning_rates_and_schedules():
     model = tiny_wavlm_conformer()
-    config = FakeConfig(
-        optimizer_small=Block("torch.optim.AdamW", {"lr": 2e-5}),
-        optimizer_big=ADAMW,
-        scheduler_small=ScheduleSettings(kind="linear_warmup", warmup_steps=4),
-        scheduler_big=None,
-    )
+    config = {
+        "optimizer_small": Block("torch.optim.AdamW", {"lr": 2e-5}),
+        "optimizer_big": ADAMW,
+        "scheduler_small": ScheduleSettings(kind="linear_warmup", warmup_steps=4),
+        "scheduler_big": None,
+    }
     small, big = build_optimizers(config, model, total_steps=100, device=torch.device("cpu"))
     assert (small.name, big.name) == ("small", "big")
     assert small.optimizer.param_groups[0]["lr"] == pytest.approx(2e-5 / 5)  # first warm-up step
@@ -74,14 +72,14 @@ def test_frozen_wavlm_needs_a_single_optimizer():
     model = tiny_wavlm_conformer(freeze_wavlm=True)
     with pytest.raises(DiarizenLabError, match=r"\[optimizer_small\] would get no trainable parameter"):
         split_parameters(model, ["small", "big"])
-    (main,) = build_optimizers(FakeConfig(optimizer=ADAMW), model, 10, torch.device("cpu"))
+    (main,) = build_optimizers({"optimizer": ADAMW}, model, 10, torch.device("cpu"))
     assert {id(p) for p in main.parameters()} == {id(p) for p in model.parameters() if p.requires_grad}
     assert not any(id(p) in {id(q) for q in main.parameters()} for p in model.wavlm.parameters())
 
 
 def test_fbank_model_cannot_use_dual_optimizers():
     model = FbankConformer(**TINY_CONFORMER)
-    config = FakeConfig(optimizer_small=ADAMW, optimizer_big=ADAMW)
+    config = {"optimizer_small": ADAMW, "optimizer_big": ADAMW}
     with pytest.raises(DiarizenLabError, match="no trainable parameter"):
         build_optimizers(config, model, 10, torch.device("cpu"))
 
@@ -89,12 +87,12 @@ def test_fbank_model_cannot_use_dual_optimizers():
 def test_optimizer_layouts_are_exclusive():
     model = FbankConformer(**TINY_CONFORMER)
     with pytest.raises(DiarizenLabError, match="exclusive"):
-        build_optimizers(FakeConfig(optimizer=ADAMW, optimizer_big=ADAMW), model, 10, torch.device("cpu"))
+        build_optimizers({"optimizer": ADAMW, "optimizer_big": ADAMW}, model, 10, torch.device("cpu"))
     with pytest.raises(DiarizenLabError, match=r"add \[optimizer\]"):
-        build_optimizers(FakeConfig(optimizer_big=ADAMW), model, 10, torch.device("cpu"))
+        build_optimizers({"optimizer_big": ADAMW}, model, 10, torch.device("cpu"))
     with pytest.raises(DiarizenLabError, match=r"\[scheduler_big\] is not used"):
         build_optimizers(
-            FakeConfig(optimizer=ADAMW, scheduler_big=ScheduleSettings()), model, 10, torch.device("cpu")
+            {"optimizer": ADAMW, "scheduler_big": ScheduleSettings()}, model, 10, torch.device("cpu")
         )
 
 
@@ -103,7 +101,7 @@ def test_parameters_claimed_by_an_objective_leave_the_configured_optimizers():
     weights = list(model.layer_weighting.parameters())
     gates = NamedOptimizer("gates", torch.optim.SGD(weights, lr=0.1), clip=False)
     optimizers = build_optimizers(
-        FakeConfig(optimizer_small=ADAMW, optimizer_big=ADAMW), model, 10, torch.device("cpu"), extra=[gates]
+        {"optimizer_small": ADAMW, "optimizer_big": ADAMW}, model, 10, torch.device("cpu"), extra=[gates]
     )
     assert [named.name for named in optimizers] == ["small", "big", "gates"]
     assert not {id(p) for p in weights} & {id(p) for p in optimizers[1].parameters()}

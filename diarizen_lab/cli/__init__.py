@@ -11,6 +11,8 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from diarizen_lab.errors import DiarizenLabError
 
@@ -31,12 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return report_errors(args.func, args)
+
+
+def report_errors(function: Callable[..., int | None], *args: Any, program: str = "diarizen-lab") -> int:
+    """Call ``function(*args)``; return its exit code, or 2 after printing a :class:`DiarizenLabError` as one
+    line (130 when interrupted). The CLI and the recipes run their work through it."""
     try:
-        code = args.func(args)
+        code = function(*args)
     except DiarizenLabError as error:
-        print(f"diarizen-lab: error: {error}", file=sys.stderr)
+        print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("diarizen-lab: interrupted", file=sys.stderr)
+        print(f"{program}: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)

@@ -1,12 +1,12 @@
 """Fixed-length training chunks with frame-level multi-speaker labels.
 
-Chunking: inside each UEM span, chunks of ``chunk_size`` seconds start every ``chunk_shift`` seconds from the
+Chunking: inside each UEM span, chunks of ``task.chunk_size`` seconds start every ``chunk_shift`` seconds from the
 span start. When the last regular chunk stops short of the span end, one more chunk aligned to the span end
 is added, so every second of a span is covered. A span shorter than ``chunk_size`` gives a single chunk at
 its start, zero-padded (audio outside the UEM is never read and labeled silent).
 
 Labels follow the rule in :mod:`diarizen_lab.data.frames`: frame ``f`` is active for a speaker when the
-centre of its receptive field lies inside one of the speaker's turns. The ``max_speakers_per_chunk`` most
+centre of its receptive field lies inside one of the speaker's turns. The ``task.max_speakers_per_chunk`` most
 talkative speakers of a chunk (most active frames; ties by label order) fill the label columns, most
 talkative first; missing speakers are all-zero columns.
 
@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from diarizen_lab.data.datadir import DataDir, Recording
 from diarizen_lab.data.frames import FrameGeometry
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError, InputError
 
 
@@ -73,43 +74,39 @@ class ChunkDataset(Dataset):
     Parameters
     ----------
     data_dir : directory with ``wav.scp``, ``rttm`` and optionally ``uem``.
-    chunk_size, chunk_shift : chunk duration and hop, in seconds.
-    max_speakers_per_chunk : number of label columns.
-    sample_rate : rate of the returned waveforms.
+    chunk_shift : hop between chunk starts, in seconds.
     channel : channel to read from multi-channel files.
-    resample : audio at another sample rate is an error unless ``True`` (then it is resampled on the fly).
-    frames : output frame geometry of the model (``FrameGeometry.from_model(model, chunk_size)``).
+    resample : audio at another sample rate than ``task.sample_rate`` is an error unless ``True`` (then it is
+        resampled on the fly).
+    task : sample rate, chunk duration and label columns (``max_speakers_per_chunk``); supplied by the recipe.
+    frames : output frame geometry of the model (``FrameGeometry.from_model(model, task.chunk_size)``);
+        ``None`` for objectives that use no labels (items then have no ``labels``).
 
-    Items: ``waveform`` float32 ``(1, chunk_size * sample_rate)``, ``labels`` float32
-    ``(frames.num_frames, max_speakers_per_chunk)``, ``recording`` str, ``start`` float (seconds).
+    Items: ``waveform`` float32 ``(1, task.chunk_samples)``, ``labels`` float32
+    ``(frames.num_frames, task.max_speakers_per_chunk)``, ``recording`` str, ``start`` float (seconds).
     """
 
     def __init__(
         self,
         data_dir: str | os.PathLike,
-        chunk_size: float,
         chunk_shift: float,
-        max_speakers_per_chunk: int,
-        sample_rate: int = 16000,
         channel: int = 0,
         resample: bool = False,
         *,
-        frames: FrameGeometry,
+        task: Task,
+        frames: FrameGeometry | None = None,
     ) -> None:
-        if chunk_size <= 0 or chunk_shift <= 0:
-            raise DiarizenLabError(f"chunk_size ({chunk_size}) and chunk_shift ({chunk_shift}) must be positive")
-        if max_speakers_per_chunk < 1:
-            raise DiarizenLabError(f"max_speakers_per_chunk must be at least 1, got {max_speakers_per_chunk}")
-        if abs(frames.end - chunk_size) > frames.step + frames.duration:
+        if chunk_shift <= 0:
+            raise DiarizenLabError(f"chunk_shift must be positive, got {chunk_shift}")
+        if frames is not None and abs(frames.end - task.chunk_size) > frames.step + frames.duration:
             raise DiarizenLabError(
-                f"the frame geometry covers {frames.end:.3f} s but chunk_size is {chunk_size} s "
-                "(build it with FrameGeometry.from_model(model, chunk_size))"
+                f"the frame geometry covers {frames.end:.3f} s but [task] chunk_size is {task.chunk_size} s "
+                "(build it with FrameGeometry.from_model(model, task.chunk_size))"
             )
         self.data_dir = DataDir.load(data_dir)
-        self.chunk_size = chunk_size
+        self.task = task
         self.chunk_shift = chunk_shift
-        self.max_speakers_per_chunk = max_speakers_per_chunk
-        self.sample_rate = sample_rate
+        self.sample_rate = task.sample_rate
         self.channel = channel
         self.resample = resample
         self.frames = frames
@@ -117,8 +114,9 @@ class ChunkDataset(Dataset):
 
         self.recordings: list[Recording] = list(self.data_dir.recordings.values())
         self._turns = [_Turns.of(recording) for recording in self.recordings]
-        self._centers = frames.centers().tolist()
-        self._chunk_samples = round(chunk_size * sample_rate)
+        self._centers = [] if frames is None else frames.centers().tolist()
+        self._chunk_samples = task.chunk_samples
+        sample_rate = task.sample_rate
         shift = round(chunk_shift * sample_rate)
         index_recording, index_start, index_end = [], [], []
         for r, recording in enumerate(self.recordings):
@@ -146,8 +144,8 @@ class ChunkDataset(Dataset):
         if other_rate and not self.resample:
             r = other_rate[0]
             raise InputError(
-                f"{len(other_rate)} recordings are not at {self.sample_rate} Hz (e.g. {r.name}: "
-                f"{r.sample_rate} Hz)", path=scp,
+                f"[task] sample_rate is {self.sample_rate} Hz but {len(other_rate)} recordings are not (e.g. "
+                f"{r.name}: {r.sample_rate} Hz)", path=scp,
                 fix=f"resample the audio (sox in.wav -r {self.sample_rate} out.wav) or set resample = true",
             )
 
@@ -162,14 +160,16 @@ class ChunkDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         recording, start, end = self.chunk(index)
-        return {
+        item = {
             "waveform": torch.from_numpy(self._read(recording, start, end)),
-            "labels": torch.from_numpy(
-                self._labels(self._index_recording[index], start / self.sample_rate, end / self.sample_rate)
-            ),
             "recording": recording.name,
             "start": start / self.sample_rate,
         }
+        if self.frames is not None:
+            item["labels"] = torch.from_numpy(
+                self._labels(self._index_recording[index], start / self.sample_rate, end / self.sample_rate)
+            )
+        return item
 
     def _read(self, recording: Recording, start: int, end: int) -> np.ndarray:
         """Samples ``[start, end)`` (at ``sample_rate``) of the chosen channel, zero-padded to a chunk."""
@@ -212,18 +212,20 @@ class ChunkDataset(Dataset):
             activity[turns.speakers[i], first:last] = 1.0
         counts = activity.sum(axis=1).tolist()
         talkative = sorted((s for s in range(turns.num_speakers) if counts[s] > 0), key=lambda s: -counts[s])
-        labels = np.zeros((self.frames.num_frames, self.max_speakers_per_chunk), dtype=np.float32)
-        kept = talkative[: self.max_speakers_per_chunk]
+        labels = np.zeros((self.frames.num_frames, self.task.max_speakers_per_chunk), dtype=np.float32)
+        kept = talkative[: self.task.max_speakers_per_chunk]
         labels[:, : len(kept)] = activity[kept].T
         return labels
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack items into a batch: ``waveform`` (B, 1, T), ``labels`` (B, F, S), ``recording`` list[str],
-    ``start`` float64 (B,)."""
-    return {
+    """Stack items into a batch: ``waveform`` (B, 1, T), ``labels`` (B, F, S) when items have labels,
+    ``recording`` list[str], ``start`` float64 (B,)."""
+    batch = {
         "waveform": torch.stack([item["waveform"] for item in items]),
-        "labels": torch.stack([item["labels"] for item in items]),
         "recording": [item["recording"] for item in items],
         "start": torch.tensor([item["start"] for item in items], dtype=torch.float64),
     }
+    if "labels" in items[0]:
+        batch["labels"] = torch.stack([item["labels"] for item in items])
+    return batch

@@ -3,12 +3,17 @@
 Format (``torch.save`` of a dict)::
 
     {"format": "diarizen_lab.model/1",
-     "model": {"path": "package.module.Class", "args": {...}},   # model.architecture()
+     "model": {"path": "package.module.Class", "args": {...},    # model.architecture()
+               "task": {"sample_rate": ..., "chunk_size": ..., ...}},   # segmentation models only
      "state_dict": {...},                                         # CPU tensors
      "meta": {...}}                                               # plain Python values (epoch, step, ...)
 
 Files are read with ``torch.load(weights_only=True)``: a checkpoint never executes code, so ``meta`` must hold
 only plain values (str, int, float, bool, None, lists, dicts, tensors).
+
+Files written before the task had its own block kept ``chunk_size``, ``sample_rate``,
+``max_speakers_per_chunk`` and ``max_speakers_per_frame`` among the segmentation model's ``args``; they load
+as they are (:func:`model_task` reads those arguments into a :class:`~diarizen_lab.data.task.Task`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from diarizen_lab.config import instantiate
+from diarizen_lab.config import accepts, instantiate
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import InputError, describe
 from diarizen_lab.utils.atomic import atomic_path
 
@@ -88,9 +94,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return checkpoint
 
 
+def model_task(architecture: dict[str, Any]) -> tuple[Task | None, dict[str, Any]]:
+    """The task of a stored architecture and its other arguments (``None`` for models without a task).
+
+    Reads the ``"task"`` block, or the task arguments of files written before it existed.
+    """
+    args = dict(architecture.get("args", {}))
+    if "task" in architecture:
+        return Task(**architecture["task"]), args
+    if accepts(architecture["path"], "task"):
+        return Task.split_legacy_args(args)
+    return None, args
+
+
 def build_model(architecture: dict[str, Any]) -> nn.Module:
-    """Instantiate ``{"path": "module.Class", "args": {...}}`` with random weights."""
-    return instantiate(architecture)
+    """Instantiate ``{"path": "module.Class", "args": {...}, "task": {...}}`` with random weights."""
+    task, args = model_task(architecture)
+    runtime = {} if task is None else {"task": task}
+    return instantiate({"path": architecture["path"], "args": args}, **runtime)
 
 
 def load_model(path_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:

@@ -3,7 +3,11 @@
 Subclasses provide the front end (a module with the pyannote frame functions that maps a mono waveform to
 ``(batch, frame, feature_dim)`` features); this class owns everything after it and the pyannote ``Model`` interface,
 so ``pyannote.audio.Inference`` and ``pyannote.audio.pipelines.SpeakerDiarization`` accept the models as they are,
-without a pyannote ``Task``.
+without a pyannote ``Task``: the :class:`~diarizen_lab.data.task.Task` given to the constructor supplies the
+sample rate and the ``specifications``.
+
+Subclasses take their front-end arguments and forward the rest (``**segmentation``) to
+:class:`PowersetSegmentationModel`; the config loader checks forwarded keys against this class's signature.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from typing import Any
 import torch
 from pyannote.audio.core.io import Audio
 from pyannote.audio.core.model import Model
-from pyannote.audio.core.task import Problem, Resolution, Specifications
 from torch import nn
 
+from diarizen_lab.data.task import Task
 from diarizen_lab.models.conformer import ConformerEncoder
 
 
@@ -24,25 +28,19 @@ class PowersetSegmentationModel(Model, abc.ABC):
     """Chunk-level speaker segmentation with a powerset output.
 
     ``forward`` maps ``(batch, channel, sample)`` waveforms to ``(batch, frame, num_powerset_classes)``
-    log-probabilities over the sets of at most ``max_speakers_per_frame`` of ``max_speakers_per_chunk`` local
-    speakers (pyannote.audio's ``Powerset`` class order).
+    log-probabilities over the sets of at most ``task.max_speakers_per_frame`` of ``task.max_speakers_per_chunk``
+    local speakers (pyannote.audio's ``Powerset`` class order).
 
     Parameters
     ----------
     feature_dim : int
         Dimension of the front-end features, projected to ``attention_in``.
-    chunk_size : float
-        Training chunk duration in seconds (``specifications.duration``).
+    task : Task
+        Sample rate, chunk duration and speaker counts (``model.task``; ``specifications``).
     attention_in, ffn_hidden, num_heads, num_layers, kernel_size, dropout
         Conformer encoder (see :class:`~diarizen_lab.models.conformer.ConformerEncoder`).
-    max_speakers_per_chunk : int
-        Local speakers per chunk (``specifications.classes``).
-    max_speakers_per_frame : int
-        Largest number of simultaneous speakers in a powerset class.
     selected_channel : int
         Channel used when the input has several channels; mono input is used as is.
-    sample_rate : int
-        Expected sample rate in Hz.
     num_channels : int
         Channels the model accepts. With 1, pyannote's ``Audio`` downmixes files to mono; with more, files keep
         their channels and ``selected_channel`` picks one.
@@ -52,53 +50,33 @@ class PowersetSegmentationModel(Model, abc.ABC):
         self,
         feature_dim: int,
         *,
-        chunk_size: float = 8.0,
+        task: Task,
         attention_in: int = 256,
         ffn_hidden: int = 1024,
         num_heads: int = 4,
         num_layers: int = 4,
         kernel_size: int = 31,
         dropout: float = 0.1,
-        max_speakers_per_chunk: int = 4,
-        max_speakers_per_frame: int = 2,
         selected_channel: int = 0,
-        sample_rate: int = 16000,
         num_channels: int = 1,
     ) -> None:
         # pyannote's Model only declares mono input: channels are handled here.
-        super().__init__(sample_rate=sample_rate, num_channels=1)
-        if not 1 <= max_speakers_per_frame <= max_speakers_per_chunk:
-            raise ValueError(
-                f"Need 1 <= max_speakers_per_frame ({max_speakers_per_frame}) "
-                f"<= max_speakers_per_chunk ({max_speakers_per_chunk})."
-            )
+        super().__init__(sample_rate=task.sample_rate, num_channels=1)
         if not 0 <= selected_channel < num_channels:
             raise ValueError(f"selected_channel ({selected_channel}) must be in [0, num_channels={num_channels}).")
         if num_channels > 1:
             self.hparams.num_channels = num_channels
-            self.audio = Audio(sample_rate=sample_rate, mono=None)
+            self.audio = Audio(sample_rate=task.sample_rate, mono=None)
         self.selected_channel = selected_channel
-
-        self.specifications = Specifications(
-            problem=Problem.MONO_LABEL_CLASSIFICATION,
-            resolution=Resolution.FRAME,
-            duration=chunk_size,
-            classes=[f"speaker#{i + 1}" for i in range(max_speakers_per_chunk)],
-            powerset_max_classes=max_speakers_per_frame,
-            permutation_invariant=True,
-        )
+        self.task = task  # pyannote's Model reads its specifications from its task
         self._segmentation_args: dict[str, Any] = dict(
-            chunk_size=chunk_size,
             attention_in=attention_in,
             ffn_hidden=ffn_hidden,
             num_heads=num_heads,
             num_layers=num_layers,
             kernel_size=kernel_size,
             dropout=dropout,
-            max_speakers_per_chunk=max_speakers_per_chunk,
-            max_speakers_per_frame=max_speakers_per_frame,
             selected_channel=selected_channel,
-            sample_rate=sample_rate,
             num_channels=num_channels,
         )
 
@@ -127,10 +105,10 @@ class PowersetSegmentationModel(Model, abc.ABC):
         return self.specifications.num_powerset_classes
 
     def architecture(self) -> dict[str, Any]:
-        """``{"path": ..., "args": ...}`` rebuilding this architecture (random weights, no pretrained download)."""
+        """``{"path", "args", "task"}`` rebuilding this architecture (random weights, no pretrained file read)."""
         cls = type(self)
         args = {**self.frontend_args(), **self._segmentation_args}
-        return {"path": f"{cls.__module__}.{cls.__qualname__}", "args": args}
+        return {"path": f"{cls.__module__}.{cls.__qualname__}", "args": args, "task": self.task.to_dict()}
 
     def wavlm_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters of the self-supervised encoder (the "small" learning-rate group)."""

@@ -7,10 +7,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from diarizen_lab.errors import DiarizenLabError
+from diarizen_lab.config import Asset
+from diarizen_lab.data.task import Task
 from diarizen_lab.models.layer_weighting import LayerWeighting
 from diarizen_lab.models.segmentation import PowersetSegmentationModel
-from diarizen_lab.models.wavlm import WavLM, WavLMConfig, get_preset, load_wavlm
+from diarizen_lab.models.wavlm_source import wavlm_encoder
 
 
 class WavLMConformer(PowersetSegmentationModel):
@@ -19,65 +20,33 @@ class WavLMConformer(PowersetSegmentationModel):
     Parameters
     ----------
     wavlm : str or dict, optional
-        WavLM architecture with random weights: a preset name (``get_preset``) or a ``WavLMConfig`` dict.
-        Defaults to ``"wavlm_base_plus"`` when no checkpoint is given.
-    wavlm_checkpoint : str, optional
-        Asset name or path of pretrained (or pruned) WavLM weights, resolved with the offline store; the
-        architecture is read from the checkpoint, so ``wavlm`` must not be set as well.
+        WavLM architecture with random weights: ``"random:<preset>"`` or a ``WavLMConfig`` dict (see
+        :mod:`~diarizen_lab.models.wavlm_source`). Defaults to ``"random:wavlm_base_plus"`` when no checkpoint
+        is given.
+    wavlm_checkpoint : Asset, optional
+        Pretrained (or pruned) WavLM weights: an asset name or path in the config, resolved when it is loaded;
+        the architecture is read from the file, so ``wavlm`` must not be set as well.
     freeze_wavlm : bool
         Keep WavLM weights fixed: no gradients, and WavLM stays in eval mode (no dropout, no layer drop) even
         when the model trains.
-    **kwargs
-        Conformer, powerset and input settings of
+    task : Task
+        Sample rate, chunk duration and speaker counts.
+    **segmentation
+        The Conformer and input settings of
         :class:`~diarizen_lab.models.segmentation.PowersetSegmentationModel`.
     """
 
     def __init__(
         self,
         wavlm: str | dict[str, Any] | None = None,
-        wavlm_checkpoint: str | None = None,
+        wavlm_checkpoint: Asset | None = None,
         freeze_wavlm: bool = False,
-        chunk_size: float = 8.0,
-        attention_in: int = 256,
-        ffn_hidden: int = 1024,
-        num_heads: int = 4,
-        num_layers: int = 4,
-        kernel_size: int = 31,
-        dropout: float = 0.1,
-        max_speakers_per_chunk: int = 4,
-        max_speakers_per_frame: int = 2,
-        selected_channel: int = 0,
-        sample_rate: int = 16000,
-        num_channels: int = 1,
+        *,
+        task: Task,
+        **segmentation: Any,
     ) -> None:
-        if wavlm_checkpoint is not None:
-            if wavlm is not None:
-                raise DiarizenLabError(
-                    f"WavLMConformer: set either wavlm (architecture, random weights) or wavlm_checkpoint "
-                    f"(pretrained weights, architecture from the file), not both (got {wavlm_checkpoint!r})"
-                )
-            from diarizen_lab.store import resolve_asset  # only pretrained weights need the store
-
-            encoder = load_wavlm(resolve_asset(wavlm_checkpoint))
-        elif wavlm is None or isinstance(wavlm, str):
-            encoder = WavLM(get_preset(wavlm or "wavlm_base_plus"))
-        else:
-            encoder = WavLM(WavLMConfig.from_dict(wavlm))
-        super().__init__(
-            encoder.config.embed_dim,
-            chunk_size=chunk_size,
-            attention_in=attention_in,
-            ffn_hidden=ffn_hidden,
-            num_heads=num_heads,
-            num_layers=num_layers,
-            kernel_size=kernel_size,
-            dropout=dropout,
-            max_speakers_per_chunk=max_speakers_per_chunk,
-            max_speakers_per_frame=max_speakers_per_frame,
-            selected_channel=selected_channel,
-            sample_rate=sample_rate,
-            num_channels=num_channels,
-        )
+        encoder = wavlm_encoder(wavlm, wavlm_checkpoint, owner="WavLMConformer", default="random:wavlm_base_plus")
+        super().__init__(encoder.config.embed_dim, task=task, **segmentation)
         self.wavlm = encoder
         self.layer_weighting = LayerWeighting(encoder.config.num_layers + 1)
         self.freeze_wavlm = freeze_wavlm

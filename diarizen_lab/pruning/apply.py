@@ -25,17 +25,22 @@ mask-aware layer norms; otherwise approximate wherever a layer norm normalises o
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError
 from diarizen_lab.models.wavlm import WavLM, WavLMConfig
 from diarizen_lab.pruning.complexity import full_keep, mac_counts, param_counts
 from diarizen_lab.pruning.student import PruningStudent
+from diarizen_lab.utils.atomic import atomic_open
 
-__all__ = ["prune_student", "pruning_report", "architecture_summary", "max_hidden_state_difference"]
+__all__ = ["write_pruned", "apply_pruning", "prune_student", "pruning_report", "architecture_summary", "max_hidden_state_difference"]
 
 
 @torch.no_grad()
@@ -160,10 +165,10 @@ def _prune_feed_forward(
     return kept.numel()
 
 
-def _counts(config: WavLMConfig, seconds: float) -> dict[str, dict[str, float]]:
+def _counts(config: WavLMConfig, seconds: float, sample_rate: int) -> dict[str, dict[str, float]]:
     keep = full_keep(config)
     params = {name: float(value) for name, value in param_counts(config, keep).items()}
-    macs = {name: float(value) for name, value in mac_counts(config, keep, seconds).items()}
+    macs = {name: float(value) for name, value in mac_counts(config, keep, seconds, sample_rate).items()}
     return {
         "params": {**params, "total": sum(params.values())},
         "macs_per_second": {**macs, "total": sum(macs.values())},
@@ -180,10 +185,13 @@ def architecture_summary(config: WavLMConfig) -> dict[str, Any]:
     }
 
 
-def pruning_report(before: WavLMConfig, after: WavLMConfig, seconds: float = 1.0) -> dict[str, Any]:
+def pruning_report(
+    before: WavLMConfig, after: WavLMConfig, seconds: float = 1.0, sample_rate: int = Task.sample_rate
+) -> dict[str, Any]:
     """Parameters and MACs per second of audio (input of ``seconds`` s) per component, before and after, and
     the achieved sparsity (pruned fraction of the parameters) and MAC reduction."""
-    counts_before, counts_after = _counts(before, seconds), _counts(after, seconds)
+    counts_before = _counts(before, seconds, sample_rate)
+    counts_after = _counts(after, seconds, sample_rate)
     params_before, params_after = counts_before["params"]["total"], counts_after["params"]["total"]
     macs_before, macs_after = counts_before["macs_per_second"]["total"], counts_after["macs_per_second"]["total"]
     return {
@@ -209,3 +217,53 @@ def max_hidden_state_difference(student: PruningStudent, pruned: WavLM, waveform
     finally:
         student.train(was_training)
     return max(float((a - e).abs().max()) for a, e in zip(actual, expected))
+
+
+def apply_pruning(
+    student: PruningStudent,
+    before: WavLMConfig | None = None,
+    seconds: float = 1.0,
+    sample_rate: int = Task.sample_rate,
+) -> tuple[WavLM, dict[str, Any]]:
+    """The physically pruned WavLM of ``student`` and its report: :func:`pruning_report` relative to ``before``
+    (default: the student's own architecture), plus the largest hidden-state difference between the pruned
+    WavLM and the gated student on two seconds of seeded noise, and whether norms were mask-aware."""
+    pruned = prune_student(student)
+    report = pruning_report(before or student.wavlm.config, pruned.config, seconds, sample_rate)
+    probe = torch.randn(1, 2 * sample_rate, generator=torch.Generator().manual_seed(0))
+    report["max_hidden_state_difference"] = max_hidden_state_difference(student, pruned, probe)
+    report["mask_aware_norms"] = student.mask_aware_norms
+    return pruned, report
+
+
+def write_pruned(
+    checkpoint: str | os.PathLike,
+    output: str | os.PathLike,
+    report_path: str | os.PathLike | None = None,
+    teacher: str | os.PathLike | None = None,
+    seconds: float = 1.0,
+    sample_rate: int = Task.sample_rate,
+) -> dict[str, Any]:
+    """Prune the student in ``checkpoint`` (a model.pt, checkpoint or experiment directory) into the WavLM file
+    ``output`` and write its JSON report (default: ``output`` with ``.json``); return the report.
+
+    ``teacher``: the WavLM file the sparsity is relative to (default: the student's own architecture).
+    """
+    from diarizen_lab.models.io import find_model_file, load_model
+    from diarizen_lab.store.wavlm_formats import load_wavlm_checkpoint, save_wavlm
+
+    source = find_model_file(checkpoint)
+    student = load_model(source)
+    if not isinstance(student, PruningStudent):
+        raise DiarizenLabError(
+            f"{source} holds a {type(student).__name__}, not a PruningStudent: pass a distill-prune checkpoint"
+        )
+    before = None if teacher is None else load_wavlm_checkpoint(teacher)[0]
+    pruned, report = apply_pruning(student, before, seconds=seconds, sample_rate=sample_rate)
+    output = Path(output)
+    report.update(source=str(source), output=str(output))
+    save_wavlm(output, pruned)
+    with atomic_open(Path(report_path) if report_path else output.with_suffix(".json"), "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    return report

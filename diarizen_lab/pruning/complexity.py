@@ -25,11 +25,10 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from diarizen_lab.data.task import Task
 from diarizen_lab.models.wavlm import WavLMConfig
 
-__all__ = ["UnitKeep", "full_keep", "param_counts", "mac_counts", "SAMPLE_RATE"]
-
-SAMPLE_RATE = 16000
+__all__ = ["UnitKeep", "full_keep", "param_counts", "mac_counts"]
 
 
 @dataclasses.dataclass
@@ -128,13 +127,15 @@ def param_counts(config: WavLMConfig, keep: UnitKeep) -> dict[str, Tensor]:
     }
 
 
-def mac_counts(config: WavLMConfig, keep: UnitKeep, seconds: float = 1.0) -> dict[str, Tensor]:
+def mac_counts(
+    config: WavLMConfig, keep: UnitKeep, seconds: float = 1.0, sample_rate: int = Task.sample_rate
+) -> dict[str, Tensor]:
     """Expected multiply-accumulates per second of audio, per component (keys of :func:`param_counts`),
-    for an input of ``seconds`` seconds at 16 kHz, as float64 scalars."""
+    for an input of ``seconds`` seconds at ``sample_rate`` (default: the task default), as float64 scalars."""
     keep = _as_double(keep)
     zero = keep.conv[0].new_zeros(())
     dim, head_dim = config.embed_dim, config.head_dim
-    frames = int(round(seconds * SAMPLE_RATE))
+    frames = int(round(seconds * sample_rate))
     conv = zero
     in_channels = zero + 1.0
     for (_, kernel, stride), kept in zip(config.conv_layers, keep.conv):

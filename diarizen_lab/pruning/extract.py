@@ -10,7 +10,7 @@ from diarizen_lab.models.io import find_model_file, load_model
 from diarizen_lab.models.wavlm import WavLM
 from diarizen_lab.pruning.student import PruningStudent
 
-__all__ = ["extract_wavlm"]
+__all__ = ["extract_wavlm", "write_teacher"]
 
 
 def extract_wavlm(source: str | os.PathLike) -> WavLM:
@@ -29,3 +29,12 @@ def extract_wavlm(source: str | os.PathLike) -> WavLM:
             "pass a WavLM-Conformer model"
         )
     return wavlm.eval()
+
+
+def write_teacher(source: str | os.PathLike, output: str | os.PathLike) -> WavLM:
+    """Write the WavLM of the model in ``source`` (see :func:`extract_wavlm`) to the WavLM file ``output``."""
+    from diarizen_lab.store.wavlm_formats import save_wavlm
+
+    wavlm = extract_wavlm(source)
+    save_wavlm(output, wavlm)
+    return wavlm

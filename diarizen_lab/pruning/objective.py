@@ -16,14 +16,16 @@ the deterministic student) and its parts; and at each validation ``prune/expecte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 from accelerate.utils import extract_model_from_parallel
 from torch import Tensor, nn
 
-from diarizen_lab.models.wavlm import load_wavlm
+from diarizen_lab.config import Asset
+from diarizen_lab.data.task import Task
+from diarizen_lab.models.wavlm_source import wavlm_encoder
 from diarizen_lab.pruning.complexity import full_keep, mac_counts, param_counts
 from diarizen_lab.pruning.distill import HiddenStateDistillation
 from diarizen_lab.pruning.lagrangian import SparsityLagrangian
@@ -40,9 +42,11 @@ class DistillPruneObjective(Objective):
 
     Parameters
     ----------
-    teacher : str
-        Asset name or path of the teacher WavLM (any format :func:`~diarizen_lab.models.wavlm.load_wavlm`
-        reads), resolved with the offline store. It is frozen, always in eval mode, and not saved in checkpoints.
+    teacher : Asset
+        The teacher WavLM (an asset name or path in the config; any format
+        :func:`~diarizen_lab.models.wavlm.load_wavlm` reads). It is frozen, always in eval mode, and not saved
+        in checkpoints. A student that names no WavLM of its own starts as a copy of it
+        (:meth:`model_arguments`), so a config names the teacher once.
     teacher_layers : sequence of int
         Teacher hidden states matched, in order, with the student's ``distill_layers``.
     target_sparsity : float, optional
@@ -58,11 +62,16 @@ class DistillPruneObjective(Objective):
         Initial quadratic multiplier (see :mod:`~diarizen_lab.pruning.lagrangian`).
     l1_weight, l2_weight, cos_weight, cosine_type
         Distillation loss (:class:`~diarizen_lab.pruning.distill.HiddenStateDistillation`).
+    task : Task
+        Its sample rate is that of the MAC counts (supplied by the recipe).
     """
+
+    #: distillation matches hidden states: the datasets need no labels
+    uses_labels = False
 
     def __init__(
         self,
-        teacher: str,
+        teacher: Asset,
         teacher_layers: Sequence[int] = (4, 8, 12),
         target_sparsity: float | None = None,
         warmup_steps: int = 0,
@@ -73,11 +82,14 @@ class DistillPruneObjective(Objective):
         l2_weight: float = 0.0,
         cos_weight: float = 1.0,
         cosine_type: Literal["distance", "log_sigmoid"] = "log_sigmoid",
+        *,
+        task: Task,
     ) -> None:
         super().__init__()
-        from diarizen_lab.store import resolve_asset
-
-        self.teacher = load_wavlm(resolve_asset(teacher), layer_drop=0.0).eval().requires_grad_(False)
+        self.teacher_path = teacher
+        self.sample_rate = task.sample_rate
+        encoder = wavlm_encoder(None, teacher, owner="DistillPruneObjective", layer_drop=0.0)
+        self.teacher = encoder.eval().requires_grad_(False)
         config = self.teacher.config
         bad = [layer for layer in teacher_layers if not 0 <= layer <= config.num_layers]
         if bad or not teacher_layers:
@@ -96,6 +108,12 @@ class DistillPruneObjective(Objective):
         # the teacher is an input, not state: keep it out of saved and loaded training states
         self.register_state_dict_post_hook(_drop_teacher)
         self.register_load_state_dict_post_hook(_ignore_missing_teacher)
+
+    def model_arguments(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The teacher as the student's starting weights, unless the ``[model]`` block names a WavLM."""
+        if args.get("wavlm") is not None or args.get("wavlm_checkpoint") is not None:
+            return {}
+        return {"wavlm_checkpoint": self.teacher_path}
 
     def train(self, mode: bool = True) -> DistillPruneObjective:
         super().train(mode)
@@ -158,7 +176,7 @@ class DistillPruneObjective(Objective):
         config = student.wavlm.config
         deterministic = student.deterministic_keep()
         params = float(sum(param_counts(config, deterministic).values()))
-        macs = float(sum(mac_counts(config, deterministic).values()))
+        macs = float(sum(mac_counts(config, deterministic, sample_rate=self.sample_rate).values()))
         metrics = {
             "prune/params": params,
             "prune/sparsity": 1.0 - params / self.teacher_params,

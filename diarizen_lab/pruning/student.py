@@ -32,12 +32,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from pyannote.core import SlidingWindow
 from torch import Tensor, nn
 
-from diarizen_lab.models.wavlm import WavLM, WavLMConfig, get_preset, load_wavlm
+from diarizen_lab.config import Asset
 from diarizen_lab.models.wavlm.feature_extractor import ChannelLayerNorm
-from diarizen_lab.pruning.complexity import SAMPLE_RATE, UnitKeep
+from diarizen_lab.models.wavlm_source import wavlm_encoder
+from diarizen_lab.pruning.complexity import UnitKeep
 from diarizen_lab.pruning.hardconcrete import HardConcrete
 
 __all__ = ["UNIT_TYPES", "PruningStudent", "MaskSlot", "MaskedLayerNorm", "MaskedChannelLayerNorm"]
@@ -105,11 +105,11 @@ class PruningStudent(nn.Module):
 
     Parameters
     ----------
-    wavlm : str or dict
-        Architecture when no checkpoint is given: a preset name or a ``WavLMConfig`` dict (random weights).
-    wavlm_checkpoint : str, optional
-        Asset name or path of the starting weights (normally the teacher file written by
-        ``diarizen-lab prune extract``), resolved with the offline store; its architecture wins over ``wavlm``.
+    wavlm : str or dict, optional
+        Architecture with random weights: ``"random:<preset>"`` or a ``WavLMConfig`` dict.
+    wavlm_checkpoint : Asset, optional
+        Starting weights (any WavLM file), the architecture read from the file. With neither set, the
+        distill-prune objective supplies its teacher (the student starts as a copy of the teacher).
     units : sequence of str
         Unit types to gate (see the module docstring); empty for plain distillation of a fixed architecture.
     init_keep_prob : mapping of str to float
@@ -124,8 +124,8 @@ class PruningStudent(nn.Module):
 
     def __init__(
         self,
-        wavlm: str | dict[str, Any] = "wavlm_base_plus",
-        wavlm_checkpoint: str | None = None,
+        wavlm: str | dict[str, Any] | None = None,
+        wavlm_checkpoint: Asset | None = None,
         units: Sequence[str] = UNIT_TYPES,
         init_keep_prob: Mapping[str, float] | None = None,
         distill_layers: Sequence[int] = (4, 8, 12),
@@ -140,14 +140,7 @@ class PruningStudent(nn.Module):
         unknown = sorted(set(init_keep_prob) - set(UNIT_TYPES))
         if unknown:
             raise ValueError(f"init_keep_prob has unknown unit type(s) {unknown}; choose from {list(UNIT_TYPES)}")
-        if wavlm_checkpoint is not None:
-            from diarizen_lab.store import resolve_asset
-
-            encoder = load_wavlm(resolve_asset(wavlm_checkpoint), layer_drop=0.0)
-        elif isinstance(wavlm, str):
-            encoder = WavLM(get_preset(wavlm).with_training(layer_drop=0.0))
-        else:
-            encoder = WavLM(WavLMConfig.from_dict(wavlm).with_training(layer_drop=0.0))
+        encoder = wavlm_encoder(wavlm, wavlm_checkpoint, owner="PruningStudent", layer_drop=0.0)
         config = encoder.config
         bad = [layer for layer in distill_layers if not 0 <= layer <= config.num_layers]
         if bad or not distill_layers:
@@ -213,11 +206,6 @@ class PruningStudent(nn.Module):
     def gate_parameters(self) -> list[nn.Parameter]:
         """The ``log_alpha`` of every gate."""
         return list(self.gates.parameters())
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """Every trainable parameter that is not a gate (WavLM weights, prediction heads)."""
-        gates = {id(p) for p in self.gate_parameters()}
-        return [p for p in self.parameters() if p.requires_grad and id(p) not in gates]
 
     def masks(self) -> dict[str, Tensor]:
         """One draw of every gate (samples in training mode, deterministic masks in eval mode); scalar gates
@@ -314,7 +302,7 @@ class PruningStudent(nn.Module):
         return selected
 
     # ------------------------------------------------------------------------------------------------------
-    # Model file and frame geometry
+    # Model file
 
     def architecture(self) -> dict[str, Any]:
         """``{"path", "args"}`` rebuilding this student (random weights, no pretrained file needed)."""
@@ -330,20 +318,3 @@ class PruningStudent(nn.Module):
                 "mask_aware_norms": self.mask_aware_norms,
             },
         }
-
-    def num_frames(self, num_samples: int) -> int:
-        return self.wavlm.num_frames(num_samples)
-
-    def receptive_field_size(self, num_frames: int = 1) -> int:
-        return self.wavlm.receptive_field_size(num_frames)
-
-    def receptive_field_center(self, frame: int = 0) -> int:
-        return self.wavlm.receptive_field_center(frame)
-
-    @property
-    def receptive_field(self) -> SlidingWindow:
-        """Frames as a pyannote ``SlidingWindow`` in seconds (for ``FrameGeometry.from_model``)."""
-        size = self.receptive_field_size(1)
-        step = self.receptive_field_size(2) - size
-        start = self.receptive_field_center(0) - (size - 1) / 2
-        return SlidingWindow(start=start / SAMPLE_RATE, duration=size / SAMPLE_RATE, step=step / SAMPLE_RATE)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,15 +27,11 @@ from torch import nn
 
 from diarizen_lab.errors import InputError
 from diarizen_lab.models.io import MODEL_FILE, save_model
+from diarizen_lab.training.run_dir import CHECKPOINTS, epoch_dir_name, saved_epochs
 from diarizen_lab.utils.atomic import atomic_dir, fsync_dir
 
 STATE_FILE = "training_state.pt"
 BEST = "best"
-_EPOCH_DIR = re.compile(r"^epoch_(\d{4,})$")
-
-
-def epoch_dir_name(epoch: int) -> str:
-    return f"epoch_{epoch:04d}"
 
 
 class Checkpointer:
@@ -48,14 +43,7 @@ class Checkpointer:
 
     def epochs(self) -> list[tuple[int, Path]]:
         """Complete checkpoints as ``(epoch, path)``, oldest first."""
-        if not self.directory.is_dir():
-            return []
-        found = []
-        for path in self.directory.iterdir():
-            match = _EPOCH_DIR.match(path.name)
-            if match and path.is_dir() and not path.is_symlink():
-                found.append((int(match.group(1)), path))
-        return sorted(found)
+        return saved_epochs(self.directory)
 
     def latest(self) -> Path | None:
         found = self.epochs()
@@ -115,7 +103,7 @@ def resolve_checkpoint(path: Path) -> Path:
     """The checkpoint directory meant by ``path``: itself, or the latest one of an experiment directory."""
     if (path / STATE_FILE).is_file():
         return path
-    latest = Checkpointer(path / "checkpoints").latest()
+    latest = Checkpointer(path / CHECKPOINTS).latest()
     if latest is None:
         raise InputError(
             f"no {STATE_FILE} here and no checkpoints/epoch_NNNN/ with one",

@@ -37,7 +37,7 @@ class EpochLoader:
         collate_fn: Callable[[list[Any]], Any] | None = None,
     ) -> None:
         if len(dataset) == 0:
-            raise DiarizenLabError("the training set has no chunk: check [train_dataset] (data_dir, chunk_size)")
+            raise DiarizenLabError("the training set has no chunk: check [train_dataset] data_dir and [task] chunk_size")
         self.sampler = DistributedSampler(
             dataset, num_replicas=num_processes, rank=process_index, shuffle=True, seed=seed
         )

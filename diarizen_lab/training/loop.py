@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from diarizen_lab.errors import DiarizenLabError, InputError
-from diarizen_lab.models.io import MODEL_FILE, load_checkpoint
+from diarizen_lab.data.task import Task
+from diarizen_lab.models.io import MODEL_FILE, load_checkpoint, model_task
 from diarizen_lab.training.checkpoint import (
     Checkpointer,
     capture_rng_state,
@@ -44,7 +45,8 @@ from diarizen_lab.training.clipping import GradientClipper
 from diarizen_lab.training.loaders import EpochLoader, to_device
 from diarizen_lab.training.objective import Objective
 from diarizen_lab.training.optim import NamedOptimizer
-from diarizen_lab.training.run_log import RunLog, read_metrics
+from diarizen_lab.training.run_dir import CHECKPOINTS, rank_epochs, read_metric
+from diarizen_lab.training.run_log import RunLog
 from diarizen_lab.training.settings import CheckpointSettings, TrainerSettings
 
 
@@ -91,8 +93,8 @@ class Trainer:
         self.train_loader = train_loader
         self.validation_loader = validation_loader
         self.settings = settings
-        self.monitor = checkpoint
-        self.checkpointer = Checkpointer(run_dir / "checkpoints", keep_last_n=checkpoint.keep_last_n)
+        self.checkpoint_settings = checkpoint
+        self.checkpointer = Checkpointer(run_dir / CHECKPOINTS, keep_last_n=checkpoint.keep_last_n)
         self.run_log = RunLog(run_dir, enabled=accelerator.is_main_process)
         self.state = TrainerState()
         self._clipped = [p for named in self.optimizers if named.clip for p in named.parameters()]
@@ -305,15 +307,15 @@ class Trainer:
 
         Every process computes the same decision: the metric comes from counts summed over all processes.
         """
-        if self.monitor.monitor not in row:
+        if self.checkpoint_settings.monitor not in row:
             available = ", ".join(sorted(k for k in row if k.startswith("val/")))
             raise DiarizenLabError(
-                f"[checkpoint] monitor '{self.monitor.monitor}' is not a metric; choose one of {available}"
+                f"[checkpoint] monitor '{self.checkpoint_settings.monitor}' is not a metric; choose one of {available}"
             )
-        value = row[self.monitor.monitor]
+        value = row[self.checkpoint_settings.monitor]
         best = self.state.best_value
         improved = math.isfinite(value) and (
-            best is None or (value < best if self.monitor.mode == "min" else value > best)
+            best is None or (value < best if self.checkpoint_settings.mode == "min" else value > best)
         )
         if improved:
             self.state.best_value, self.state.best_epoch, self.state.bad_validations = value, row["epoch"], 0
@@ -329,7 +331,7 @@ class Trainer:
         shown = [f"{key} {row[key]:.4f}" for key in ("train/loss", "val/loss", "val/der") if key in row]
         notes = " (best)" if is_best else ""
         if self.state.stopped_early:
-            notes += f"; no improvement of {self.monitor.monitor} in {self.state.bad_validations} validations: stopping"
+            notes += f"; no improvement of {self.checkpoint_settings.monitor} in {self.state.bad_validations} validations: stopping"
         tqdm.write(f"epoch {row['epoch']} step {row['step']}: {', '.join(shown)}{notes}")
 
     def _learning_rates(self) -> dict[str, float]:
@@ -362,17 +364,23 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def best_epochs(self) -> list[int]:
-        """The ``keep_best_n`` epochs with the best monitored metric so far (from metrics.jsonl)."""
-        name = self.monitor.monitor
-        rows = [row for row in read_metrics(self.run_log.metrics_path) if row.get("epoch", 0) > 0 and name in row]
-        rows.sort(key=lambda row: row[name], reverse=self.monitor.mode == "max")
-        return [row["epoch"] for row in rows[: self.monitor.keep_best_n]]
+        """The ``keep_best_n`` epochs with the best monitored metric so far: the epochs ``average --mode best``
+        picks (:func:`~diarizen_lab.training.run_dir.rank_epochs`, the same reader and tie rule)."""
+        settings = self.checkpoint_settings
+        if not self.run_log.metrics_path.is_file():
+            return []
+        ranked = rank_epochs(read_metric(self.run_log.run_dir, settings.monitor), settings.mode)
+        return [score.epoch for score in ranked[: settings.keep_best_n]]
 
     def load(self, checkpoint: Path) -> None:
         """Restore model weights, optimizers, schedules, scaler, clipper, objective, counters and RNG states."""
         state = load_training_state(checkpoint)
-        weights = load_checkpoint(checkpoint / MODEL_FILE)["state_dict"]
-        self.unwrapped_model.load_state_dict(weights, strict=True)
+        saved = load_checkpoint(checkpoint / MODEL_FILE)
+        trained_for, _ = model_task(saved["model"])
+        task = getattr(self.unwrapped_model, "task", None)
+        if trained_for is not None and isinstance(task, Task):
+            task.check_same(trained_for, "[task]", f"the checkpoint {checkpoint}")
+        self.unwrapped_model.load_state_dict(saved["state_dict"], strict=True)
         names = {named.name for named in self.optimizers}
         if set(state["optimizers"]) != names:
             raise InputError(

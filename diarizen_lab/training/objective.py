@@ -1,6 +1,10 @@
 """What the trainer optimises and reports: the extension point shared by the training and pruning recipes.
 
-A recipe hands one :class:`Objective` to :class:`~diarizen_lab.training.loop.Trainer`. The trainer calls:
+A training config names its objective in an ``[objective]`` block (default: :class:`PowersetObjective`); the
+recipe builds it before the model and hands it to :class:`~diarizen_lab.training.loop.Trainer`. The recipe
+reads :attr:`Objective.uses_labels` (datasets without labels for objectives that ignore them) and
+:meth:`Objective.model_arguments` (model arguments the objective supplies, e.g. a student's starting weights).
+The trainer calls:
 
 - :meth:`Objective.optimizers` once, before building the configured ``[optimizer*]`` sections: extra
   optimizers (their own parameter groups, learning rates and schedules, e.g. gate ``log_alpha`` parameters,
@@ -21,11 +25,14 @@ DDP: their gradients must be the same on every process (e.g. functions of synchr
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from pyannote.audio.utils.powerset import Powerset
 from torch import nn
 
+from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError
 from diarizen_lab.training.loss import powerset_nll
 from diarizen_lab.training.metrics import DER_COUNTS, der_counts, der_rates
@@ -36,6 +43,13 @@ Batch = dict[str, torch.Tensor]
 
 class Objective(nn.Module, abc.ABC):
     """Base objective: no extra optimizers, hooks or metrics; subclasses define the loss and counts."""
+
+    #: whether batches need frame labels (the datasets then get the model's frame geometry)
+    uses_labels: bool = True
+
+    def model_arguments(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Arguments this objective supplies to the ``[model]`` block whose own arguments are ``args``."""
+        return {}
 
     def optimizers(self, model: nn.Module) -> list[NamedOptimizer]:
         """Optimizers this objective adds (called once with the unwrapped model, on its training device)."""
@@ -66,17 +80,17 @@ class Objective(nn.Module, abc.ABC):
 
 
 class PowersetObjective(Objective):
-    """Permutation-invariant powerset NLL; validation reports the loss and the chunk-level DER and its parts."""
+    """Permutation-invariant powerset NLL; validation reports the loss and the chunk-level DER and its parts.
 
-    def __init__(self, powerset: Powerset) -> None:
+    Parameters
+    ----------
+    task : Task
+        Its speaker counts define the powerset (supplied by the recipe).
+    """
+
+    def __init__(self, *, task: Task) -> None:
         super().__init__()
-        self.powerset = powerset
-
-    @classmethod
-    def for_model(cls, model: nn.Module) -> PowersetObjective:
-        """The powerset of a pyannote ``Model`` (``specifications.classes`` and ``powerset_max_classes``)."""
-        specifications = model.specifications
-        return cls(Powerset(len(specifications.classes), specifications.powerset_max_classes))
+        self.powerset: Powerset = task.powerset()
 
     def training_step(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         log_probs = self._predict(model, batch)
@@ -98,7 +112,7 @@ class PowersetObjective(Objective):
         if log_probs.shape[:2] != labels.shape[:2] or log_probs.shape[-1] != self.powerset.num_powerset_classes:
             raise DiarizenLabError(
                 f"model output {tuple(log_probs.shape)} does not match labels {tuple(labels.shape)} with "
-                f"{self.powerset.num_powerset_classes} powerset classes: build the datasets with the model's "
-                "frame geometry (FrameGeometry.from_model) and its max_speakers_per_chunk"
+                f"{self.powerset.num_powerset_classes} powerset classes: build the model, the objective and the "
+                "datasets with one Task, and the datasets with the model's frame geometry (FrameGeometry.from_model)"
             )
         return log_probs

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from diarizen_lab.config import Block, Config, import_object, instantiate
+from diarizen_lab.config import Block, import_object, instantiate
 from diarizen_lab.errors import DiarizenLabError
 from diarizen_lab.training.schedulers import build_scheduler
 from diarizen_lab.training.settings import ScheduleSettings
@@ -43,29 +44,26 @@ class NamedOptimizer:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
 
-def optimizer_layout(config: Config) -> dict[str, tuple[str, str]]:
-    """Optimizer name -> (optimizer section, scheduler section), checking that the config picks one layout."""
-    single = config.get("optimizer") is not None
-    dual = [config.get(name) is not None for name in ("optimizer_small", "optimizer_big")]
+def optimizer_layout(sections: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Optimizer name -> (optimizer section, scheduler section), checking that ``sections`` (section name ->
+    value or ``None``, e.g. a loaded training config) pick one layout."""
+    single = sections.get("optimizer") is not None
+    dual = [sections.get(name) is not None for name in ("optimizer_small", "optimizer_big")]
     if single and any(dual):
-        raise DiarizenLabError(
-            f"{config.source}: [optimizer] and [optimizer_small]/[optimizer_big] are exclusive; keep one layout"
-        )
+        raise DiarizenLabError("[optimizer] and [optimizer_small]/[optimizer_big] are exclusive; keep one layout")
     if single:
-        _forbid(config, ("scheduler_small", "scheduler_big"), "[optimizer] is scheduled by [scheduler]")
+        _forbid(sections, ("scheduler_small", "scheduler_big"), "[optimizer] is scheduled by [scheduler]")
         return {"main": ("optimizer", "scheduler")}
     if all(dual):
-        _forbid(config, ("scheduler",), "dual optimizers are scheduled by [scheduler_small] and [scheduler_big]")
+        _forbid(sections, ("scheduler",), "dual optimizers are scheduled by [scheduler_small] and [scheduler_big]")
         return {"small": ("optimizer_small", "scheduler_small"), "big": ("optimizer_big", "scheduler_big")}
-    raise DiarizenLabError(
-        f"{config.source}: add [optimizer] (one optimizer) or both [optimizer_small] and [optimizer_big]"
-    )
+    raise DiarizenLabError("add [optimizer] (one optimizer) or both [optimizer_small] and [optimizer_big]")
 
 
-def _forbid(config: Config, sections: Iterable[str], reason: str) -> None:
-    for section in sections:
-        if config.get(section) is not None:
-            raise DiarizenLabError(f"{config.source}: [{section}] is not used ({reason})")
+def _forbid(sections: Mapping[str, Any], names: Iterable[str], reason: str) -> None:
+    for name in names:
+        if sections.get(name) is not None:
+            raise DiarizenLabError(f"[{name}] is not used ({reason})")
 
 
 def split_parameters(
@@ -126,20 +124,22 @@ def build_optimizer(block: Block, parameters: list[nn.Parameter], device: torch.
 
 
 def build_optimizers(
-    config: Config,
+    sections: Mapping[str, Block | ScheduleSettings | None],
     model: nn.Module,
     total_steps: int,
     device: torch.device,
     extra: Sequence[NamedOptimizer] = (),
 ) -> list[NamedOptimizer]:
-    """The configured optimizers and schedules, then ``extra`` (an objective's own); checks the partition."""
-    layout = optimizer_layout(config)
+    """The optimizers and schedules of ``sections`` (``optimizer*`` blocks and ``scheduler*`` settings by
+    section name; absent or ``None`` when not configured), then ``extra`` (an objective's own); checks the
+    partition."""
+    layout = optimizer_layout(sections)
     claimed = [p for named in extra for p in named.parameters()]
     groups = split_parameters(model, layout, exclude=claimed)
     optimizers = []
     for name, (optimizer_section, scheduler_section) in layout.items():
-        optimizer = build_optimizer(config[optimizer_section], groups[name], device)
-        schedule = config.get(scheduler_section) or ScheduleSettings()
+        optimizer = build_optimizer(sections[optimizer_section], groups[name], device)
+        schedule = sections.get(scheduler_section) or ScheduleSettings()
         optimizers.append(NamedOptimizer(name, optimizer, build_scheduler(optimizer, schedule, total_steps)))
     optimizers.extend(extra)
     check_partition(model, optimizers)

@@ -4,7 +4,7 @@
 and ``lr/...`` value, and wall-clock fields under ``time/`` (the only fields that differ between an
 uninterrupted run and a resumed one). Each row is appended, flushed and fsynced; on resume the file is
 rewritten (atomically) with only the rows up to the resumed epoch, which also drops a row cut short by a crash.
-Only the main process writes.
+Only the main process writes; :mod:`~diarizen_lab.training.run_dir` reads.
 """
 
 from __future__ import annotations
@@ -15,31 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from diarizen_lab.errors import InputError
+from diarizen_lab.training.run_dir import METRICS_FILE, read_metrics
 from diarizen_lab.utils.atomic import atomic_open, atomic_path
 
-METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 TIME_PREFIX = "time/"
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Rows of a ``metrics.jsonl`` (an unparsable last line, cut short by a crash, is ignored)."""
-    if not path.is_file():
-        return []
-    rows = []
-    lines = path.read_text().splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            if number < len(lines):
-                raise InputError(
-                    f"not a JSON row ({error.msg})", path=path, line=number, fix="repair or delete the line"
-                ) from None
-    return rows
 
 
 class RunLog:
@@ -94,6 +74,7 @@ class RunLog:
         self._plot()
 
     def close(self) -> None:
+        """Flush and close the TensorBoard writer."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None

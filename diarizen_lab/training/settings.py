@@ -10,7 +10,8 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from diarizen_lab.config import Block
+from diarizen_lab.config import Asset, Block
+from diarizen_lab.data.task import TASK_KEYS, Task
 from diarizen_lab.errors import DiarizenLabError
 
 
@@ -139,9 +140,9 @@ class CheckpointSettings:
 @dataclasses.dataclass
 class FinetuneSettings:
     """``[finetune]``: start from trained weights (a ``model.pt``, an experiment directory or an averaged
-    checkpoint); optimizers, schedulers and counters start fresh."""
+    checkpoint, trained for the same ``[task]``); optimizers, schedulers and counters start fresh."""
 
-    init_from: Path
+    init_from: Asset
 
 
 def _require(condition: bool, section: str, message: str) -> None:
@@ -152,7 +153,9 @@ def _require(condition: bool, section: str, message: str) -> None:
 #: Sections of the training recipes, for :func:`diarizen_lab.config.load_config`.
 SECTIONS: dict[str, type] = {
     "meta": Meta,
+    "task": Task,
     "model": Block,
+    "objective": Block | None,
     "train_dataset": Block,
     "validation_dataset": Block,
     "dataloader": DataLoaderSettings,
@@ -170,9 +173,17 @@ SECTIONS: dict[str, type] = {
 
 #: Block arguments the recipe supplies at run time (they may not appear in the TOML).
 RUNTIME: dict[str, list[str]] = {
+    "model": ["task"],
+    "objective": ["task"],
     "optimizer": ["params"],
     "optimizer_small": ["params"],
     "optimizer_big": ["params"],
-    "train_dataset": ["frames"],
-    "validation_dataset": ["frames"],
+    "train_dataset": ["task", "frames"],
+    "validation_dataset": ["task", "frames"],
 }
+
+#: Block arguments of earlier versions that ``[task]`` owns now (an old config fails saying where to move them).
+MOVED: dict[str, str] = {key: "task" for key in TASK_KEYS}
+
+#: The objective of a config without ``[objective]``.
+DEFAULT_OBJECTIVE = Block(path="diarizen_lab.training.objective.PowersetObjective")

@@ -1,9 +1,9 @@
 """Train a WavLM-Conformer (or Fbank-Conformer) segmentation model with dual optimizers.
 
-The recipe is :func:`diarizen_lab.training.recipe.train`: config -> accelerator -> model (optionally
-initialised from ``[finetune] init_from``) -> chunk datasets with the model's frame geometry -> powerset
-objective -> ``[optimizer_small]`` (WavLM) and ``[optimizer_big]`` (the rest), or one ``[optimizer]`` ->
-trainer. ``diarizen-lab train`` runs the same code. Sections: see :mod:`diarizen_lab.training`.
+The recipe is :func:`diarizen_lab.training.recipe.train`: config -> accelerator -> powerset objective -> model
+for the ``[task]`` (optionally initialised from ``[finetune] init_from``) -> chunk datasets with the model's frame
+geometry -> ``[optimizer_small]`` (WavLM) and ``[optimizer_big]`` (the rest), or one ``[optimizer]`` -> trainer.
+``diarizen-lab train`` calls the same function. Sections: see :mod:`diarizen_lab.training`.
 
 One process (CPU or one GPU)::
 
@@ -35,9 +35,16 @@ machine sees: each process reads its own random state from the checkpoint when r
 --mixed_precision`` the same.
 """
 
+import argparse
 import sys
 
-from diarizen_lab.cli import main
+from diarizen_lab.cli.train import run_script
+from diarizen_lab.training.recipe import load_training_config, train
+
+
+def main(args: argparse.Namespace) -> None:
+    train(load_training_config(args.config, args.overrides), resume=args.resume)
+
 
 if __name__ == "__main__":
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.exit(run_script(main, __doc__))

@@ -1,7 +1,9 @@
 """The whole supervised recipe, stage by stage: data -> train -> average -> diarize -> score + report.
 
-Each stage prints the ``diarizen-lab`` command it runs, skips work whose output already exists, and can be
-run alone (``--stage N --stop-stage N``), so an interrupted recipe is resumed by running it again.
+Training and averaging call the library (:func:`~diarizen_lab.training.recipe.train`,
+:func:`~diarizen_lab.training.run_dir.average_checkpoints`); data preparation, diarization, scoring and the report
+print the ``diarizen-lab`` command they run. Each stage skips work whose output already exists and can be run
+alone (``--stage N --stop-stage N``), so an interrupted recipe is resumed by running it again.
 
   1 data      prepare train/dev/test data dirs (synthetic corpus, or AMI / AISHELL-4 / AliMeeting from local copies)
   2 train     train the model of the config (resumes from the latest checkpoint if there is one)
@@ -34,7 +36,14 @@ import itertools
 import sys
 from pathlib import Path
 
-from diarizen_lab.training.recipe import load_training_config
+from diarizen_lab.cli import report_errors
+from diarizen_lab.cli.average import print_record
+from diarizen_lab.data.corpora.aishell4 import prepare_aishell4
+from diarizen_lab.data.corpora.alimeeting import prepare_alimeeting
+from diarizen_lab.data.corpora.ami import prepare_ami
+from diarizen_lab.data.synth import synthesize_corpus
+from diarizen_lab.training.recipe import load_training_config, train
+from diarizen_lab.training.run_dir import METRICS_FILE, average_checkpoints, read_metrics
 from diarizen_lab.utils.commands import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,23 +54,23 @@ def prepare_data(corpus: str, corpus_root: Path | None, data_root: Path) -> None
     if (data_root / "train" / "wav.scp").exists():
         print(f"stage 1: {data_root} exists, skipped")
         return
+    print(f"+ prepare {corpus} data in {data_root}", flush=True)
     if corpus == "synth":
-        run_cli("data", "synth", data_root, "--minutes", "20", "--seed", "0")
+        synthesize_corpus(data_root, minutes=20, seed=0)
         return
     if corpus_root is None:
         sys.exit(f"stage 1: --corpus {corpus} needs --corpus-root (the local copy of the corpus)")
     if corpus == "ami":
-        setup = REPO.parent / "shared" / "ami-setup"
-        run_cli("data", "prep-ami", "--ami-root", corpus_root, "--setup", setup, "--out", data_root.parent)
+        prepare_ami(corpus_root, REPO.parent / "shared" / "ami-setup", data_root.parent)
+    elif corpus == "aishell4":
+        prepare_aishell4(corpus_root, data_root)
     else:
-        run_cli("data", f"prep-{corpus}", "--root", corpus_root, "--out", data_root)
+        prepare_alimeeting(corpus_root, data_root)
 
 
 def check_learning(run_dir: Path, monitor: str, ratio: float) -> None:
     """Stop unless the best ``monitor`` value (lower is better) is at most ``ratio`` times the untrained one."""
-    from diarizen_lab.training.run_log import read_metrics
-
-    rows = [row for row in read_metrics(run_dir / "metrics.jsonl") if monitor in row]
+    rows = [row for row in read_metrics(run_dir / METRICS_FILE) if monitor in row]
     if not rows or rows[0]["epoch"] != 0:
         sys.exit(f"learning check: {run_dir}/metrics.jsonl has no epoch-0 row (set [trainer] validate_at_start)")
     untrained, best = rows[0][monitor], min(row[monitor] for row in rows[1:])
@@ -76,14 +85,16 @@ def save_untrained(config, path: Path) -> None:
     """The config's model with its initial (seeded) weights, i.e. what training starts from."""
     from accelerate.utils import set_seed
 
-    from diarizen_lab.config import instantiate
     from diarizen_lab.models.io import save_model
+    from diarizen_lab.training.recipe import build_model, build_objective
 
     if path.exists():
         return
     set_seed(config["meta"].seed)
     print(f"+ saving the untrained model to {path}", flush=True)
-    save_model(path, instantiate(config["model"]), meta={"note": "untrained: initial weights of the config"})
+    task = config["task"]
+    model = build_model(config["model"], task, build_objective(config["objective"], task))
+    save_model(path, model, meta={"note": "untrained: initial weights of the config"})
 
 
 def main() -> None:
@@ -117,14 +128,16 @@ def main() -> None:
     if run(1):
         prepare_data(args.corpus, args.corpus_root, data_root)
     if run(2):
-        resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
-        run_cli("train", "-C", args.config, *resume)
+        print(f"+ train {args.config} (resuming from the latest checkpoint if there is one)", flush=True)
+        train(config, resume=True)
         if args.require_learning is not None:
             check_learning(run_dir, monitor, args.require_learning)
     models = [averaged]
     if run(3):
-        run_cli("average", "-e", run_dir, "--metric", monitor, "--mode", "best", "-n", str(args.average),
-                     "-o", averaged)
+        record = average_checkpoints(
+            run_dir, averaged, metric=monitor, mode="best", n=args.average, metric_mode=config["checkpoint"].mode
+        )
+        print_record(record, averaged)
     if args.with_untrained:
         models.append(run_dir / "untrained.pt")
         if run(3):
@@ -148,4 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_errors(main, program=sys.argv[0]))

@@ -1,4 +1,4 @@
-"""Distill-and-prune training of a WavLM student (DPHuBERT), on the trainer of the supervised recipe.
+"""Distill-and-prune training of a WavLM student (DPHuBERT): the training recipe with a distill-prune config.
 
 One process (CPU or one GPU)::
 
@@ -11,12 +11,20 @@ config's ``[trainer] mixed_precision``)::
         --dynamo_backend no recipes/diar_ssl_pruning/run_distill_prune.py -C conf/prune_s80_base.toml
 
 Resume after an interruption: add ``--resume`` (latest checkpoint) or ``--resume exp/.../epoch_NNNN``.
-The same as ``diarizen-lab prune train``; the config layout is in :mod:`diarizen_lab.pruning.recipe`.
+The config is a training config whose ``[objective]`` is ``diarizen_lab.pruning.DistillPruneObjective`` (see
+``conf/prune_tiny.toml``), so this is :func:`diarizen_lab.training.recipe.train`, as ``diarizen-lab train``.
 """
 
+import argparse
 import sys
 
-from diarizen_lab.cli import main
+from diarizen_lab.cli.train import run_script
+from diarizen_lab.training.recipe import load_training_config, train
+
+
+def main(args: argparse.Namespace) -> None:
+    train(load_training_config(args.config, args.overrides), resume=args.resume)
+
 
 if __name__ == "__main__":
-    sys.exit(main(["prune", "train", *sys.argv[1:]]))
+    sys.exit(run_script(main, __doc__))

@@ -1,11 +1,12 @@
 """Fine-tune before pruning (DiariZen's recipe), stage by stage.
 
-Each stage prints the command it runs and skips work whose output exists, so running the recipe again resumes
-it; ``--stage N --stop-stage M`` runs a part. Paths are relative to the repository root.
+Each stage calls the library (training, averaging, extraction and pruning) or the supervised stage recipe, and
+skips work whose output exists, so running the recipe again resumes it; ``--stage N --stop-stage M`` runs a
+part. It runs from any working directory: the configs' paths are relative to their ``[meta] root``.
 
   1 teacher    train the diarization model the teacher comes from (the supervised recipe, stages 1-3), unless
                --finetuned names one
-  2 extract    its WavLM -> the teacher file of the pruning config ([objective] teacher)
+  2 extract    its WavLM -> the teacher file of the pruning config ([objective] teacher, the student's start)
   3 distill    distill-and-prune training of the gated student (conf/prune_*.toml)
   4 apply      average the student checkpoints after the loss peak, slice out the pruned WavLM + JSON report
   5 redistill  (--redistill) distil the pruned WavLM from the teacher again, without gates, and re-export it
@@ -33,17 +34,20 @@ training stages run on GPUs under ``accelerate launch``, see run_distill_prune.p
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from diarizen_lab.utils.commands import run_cli, run_logged
+from diarizen_lab.cli import report_errors
+from diarizen_lab.cli.average import print_record
+from diarizen_lab.cli.prune import print_report
+from diarizen_lab.pruning.apply import write_pruned
+from diarizen_lab.pruning.extract import write_teacher
+from diarizen_lab.training.recipe import load_training_config, train
+from diarizen_lab.training.run_dir import average_checkpoints
+from diarizen_lab.utils.commands import run_logged
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def resume_flag(run_dir: Path) -> list[str]:
-    return ["--resume"] if (run_dir / "checkpoints").is_dir() else []
+SUPERVISED = REPO / "recipes" / "diar_ssl" / "run_stage.py"
 
 
 def main() -> None:
@@ -52,7 +56,7 @@ def main() -> None:
     parser.add_argument("--finetune-config", type=Path, default=None,
                         help="WavLM-Conformer config of stage 6 (default: the -C config with _finetune)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--teacher-config", type=Path, default=Path("conf/tiny_wavlm_conformer.toml"),
+    source.add_argument("--teacher-config", type=Path, default=REPO / "conf" / "tiny_wavlm_conformer.toml",
                         help="supervised config trained in stage 1 (default: conf/tiny_wavlm_conformer.toml)")
     source.add_argument("--finetuned", type=Path, default=None,
                         help="an already fine-tuned diarization model (model.pt, averaged file or exp dir)")
@@ -61,20 +65,14 @@ def main() -> None:
     parser.add_argument("--average", type=int, default=2, metavar="N",
                         help="student checkpoints averaged after the loss peak (default 2)")
     parser.add_argument("--redistill", action="store_true", help="run stage 5 (further distillation)")
-    parser.add_argument("--diarization", type=Path, default=Path("conf/diarization/fbank_stats_ahc.toml"))
+    parser.add_argument("--diarization", type=Path, default=REPO / "conf" / "diarization" / "fbank_stats_ahc.toml")
     args = parser.parse_args()
-    os.chdir(REPO)
     run = lambda stage: args.stage <= stage <= args.stop_stage  # noqa: E731
 
-    from diarizen_lab.pruning.recipe import load_pruning_config
-    from diarizen_lab.training.recipe import load_training_config
-
-    config = load_pruning_config(args.config)
+    config = load_training_config(args.config)
     run_dir = config["meta"].run_dir
     work_dir = run_dir.parent
-    teacher = Path(config["objective"].args["teacher"])
-    if config["model"].args.get("wavlm_checkpoint") != str(teacher):
-        sys.exit(f"{args.config}: [model] wavlm_checkpoint must be {teacher}, the teacher file (the student's start)")
+    teacher = config["objective"].args["teacher"]
     finetune_config = args.finetune_config or args.config.with_name(f"{args.config.stem}_finetune.toml")
     pruned = work_dir / "pruned.pt"
     final = work_dir / ("pruned_redistilled.pt" if args.redistill else "pruned.pt")
@@ -84,37 +82,36 @@ def main() -> None:
         supervised = load_training_config(args.teacher_config)["meta"].run_dir
         finetuned = supervised / "avg_best_3.pt"
         if run(1) and not finetuned.exists():
-            run_logged(sys.executable, "recipes/diar_ssl/run_stage.py", "-C", args.teacher_config, "--stop-stage", "3")
+            run_logged(sys.executable, SUPERVISED, "-C", args.teacher_config, "--stop-stage", "3")
     if run(2):
         if teacher.exists():
             print(f"stage 2: {teacher} exists, skipped")
         else:
-            run_cli("prune", "extract", "-c", finetuned, "-o", teacher)
+            print(f"+ extract the WavLM of {finetuned} -> {teacher}", flush=True)
+            write_teacher(finetuned, teacher)
     if run(3):
-        run_cli("prune", "train", "-C", args.config, *resume_flag(run_dir))
+        print(f"+ distill-prune {args.config}", flush=True)
+        train(config, resume=True)
     if run(4):
         averaged = run_dir / f"avg_after_peak_{args.average}.pt"
-        run_cli("prune", "average", "-e", run_dir, "-n", str(args.average), "-o", averaged)
-        run_cli("prune", "apply", "-c", averaged, "-o", pruned, "--teacher", teacher)
+        monitor = config["checkpoint"]  # the validation loss of the distillation
+        record = average_checkpoints(run_dir, averaged, metric=monitor.monitor, mode="after_peak", n=args.average,
+                                     metric_mode=monitor.mode)
+        print_record(record, averaged)
+        print_report(write_pruned(averaged, pruned, teacher=teacher))
     if run(5) and args.redistill:
-        redistill_dir = work_dir / "redistill"
-        run_cli(
-            "prune", "train", "-C", args.config, *resume_flag(redistill_dir),
-            "--set", 'meta.name="redistill"',
-            "--set", f'model.args.wavlm_checkpoint="{pruned}"',
-            "--set", "model.args.units=[]",
+        redistill = load_training_config(
+            args.config, ['meta.name="redistill"', f'model.args.wavlm_checkpoint="{pruned}"', "model.args.units=[]"]
         )
-        run_cli("prune", "apply", "-c", redistill_dir, "-o", final, "--teacher", teacher)
+        print(f"+ distill {pruned} from the teacher again, without gates", flush=True)
+        train(redistill, resume=True)
+        print_report(write_pruned(redistill["meta"].run_dir, final, teacher=teacher))
     if run(6):
-        finetune_dir = load_training_config(finetune_config)["meta"].run_dir
-        run_cli(
-            "train", "-C", finetune_config, "--set", f'model.args.wavlm_checkpoint="{final}"',
-            *resume_flag(finetune_dir),
-        )
+        print(f"+ train {finetune_config} on {final}", flush=True)
+        train(load_training_config(finetune_config, [f'model.args.wavlm_checkpoint="{final}"']), resume=True)
     if run(7):
-        run_logged(sys.executable, "recipes/diar_ssl/run_stage.py", "-C", finetune_config, "--stage", "3",
-           "--diarization", args.diarization)
+        run_logged(sys.executable, SUPERVISED, "-C", finetune_config, "--stage", "3", "--diarization", args.diarization)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_errors(main, program=sys.argv[0]))
