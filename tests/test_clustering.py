@@ -163,3 +163,22 @@ def test_vbx_max_iters_is_used(tmp_path):
     assert np.array_equal(vbx_on_three_speakers(tmp_path / "b", spread=1.0, max_iters=20), pyannotes)
     assert len(np.unique(pyannotes)) == 1
     assert len(np.unique(vbx_on_three_speakers(tmp_path / "c", spread=1.0, max_iters=1))) > 1  # not converged
+
+
+def test_substitution_is_confined_to_its_thread_and_restored_on_errors():
+    import threading
+
+    original, seen = pyannote_clustering.linkage, {}
+
+    def other_thread():
+        seen["linkage"] = pyannote_clustering.linkage(np.zeros((2, 1)))
+
+    with pytest.raises(ZeroDivisionError):
+        with clustering.calls_in_pyannote_clustering(linkage=lambda *args, **kwargs: "ours"):
+            assert pyannote_clustering.linkage(np.zeros((2, 1))) == "ours"
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            thread.join()
+            1 / 0
+    assert pyannote_clustering.linkage is original
+    assert seen["linkage"].shape == (1, 4)  # scipy's dendrogram, not ours

@@ -93,3 +93,16 @@ def test_float32_reconstruction_equals_pyannotes(sample_file):
     ours = pipeline.reconstruct(segmentations, hard_clusters, count)
     theirs = SpeakerDiarization.reconstruct(pipeline, segmentations, hard_clusters, count)
     assert np.array_equal(ours.data, theirs.data) and ours.data.any()
+
+
+def test_removed_vbx_threshold_names_its_replacement(tmp_path):
+    from diarizen_lab.config import load_config
+    from diarizen_lab.errors import InputError
+
+    config = tmp_path / "old.toml"
+    config.write_text('[diarization]\nclustering = "vbx"\nvbx_threshold = 0.6\n')
+    with pytest.raises(InputError) as raised:
+        load_config(config, {"diarization": DiarizationConfig})
+    message = str(raised.value)
+    assert "old.toml" in message and "vbx_threshold" in message and "ahc_threshold" in message
+    assert "\n" not in message

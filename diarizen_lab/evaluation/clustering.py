@@ -66,21 +66,38 @@ def memory_saving_linkage(
 
 @contextlib.contextmanager
 def calls_in_pyannote_clustering(**functions: Callable) -> Iterator[None]:
-    """Make ``pyannote.audio.pipelines.clustering`` call ``functions`` (by module-level name) while the block runs.
+    """Make ``pyannote.audio.pipelines.clustering`` call ``functions`` (by module-level name) in this thread
+    while the block runs.
 
-    pyannote.audio's clustering methods call ``linkage``, ``fcluster`` and ``cluster_vbx`` by their names in
-    that module, with arguments it fixes. Pointing those names at ours for the duration of one call lets the
-    subclasses below reuse pyannote's methods whole instead of copying them. The names are restored on exit,
-    and a lock keeps two threads from substituting at once.
+    Why names and not methods: pyannote.audio 4 offers no method boundary around what we change.
+    ``AgglomerativeClustering.cluster`` builds the dendrogram, cuts it and then enforces ``min_cluster_size``
+    and the speaker bounds (re-cutting by merge index, reassigning small clusters) in one method;
+    ``VBxClustering.__call__`` filters the embeddings, runs the AHC, VBx, the k-means fallback and the
+    assignment in one method. Overriding either would mean writing that whole logic again and following
+    pyannote's changes to it by hand; substituting the three functions it calls by name (``linkage``,
+    ``fcluster``, ``cluster_vbx``) keeps pyannote's logic the single owner of the clustering.
+
+    Safety: a missing name fails loudly (a pyannote release renamed it); the names are restored on exit,
+    exceptions included; a lock serializes substitutions, and the substitutes dispatch to ours only in the
+    thread that entered the block, so pyannote's own classes running in other threads meanwhile still call
+    the originals.
     """
     missing = [name for name in functions if not hasattr(pyannote_clustering, name)]
-    if missing:  # a pyannote.audio release renamed what we substitute: fail loudly rather than silently
+    if missing:
         raise RuntimeError(f"pyannote.audio.pipelines.clustering no longer defines {', '.join(missing)}")
     with _substitution_lock:
         originals = {name: getattr(pyannote_clustering, name) for name in functions}
+        owner = threading.get_ident()
+
+        def in_owner_thread(ours: Callable, original: Callable) -> Callable:
+            def dispatch(*args, **kwargs):
+                return (ours if threading.get_ident() == owner else original)(*args, **kwargs)
+
+            return dispatch
+
         try:
             for name, function in functions.items():
-                setattr(pyannote_clustering, name, function)
+                setattr(pyannote_clustering, name, in_owner_thread(function, originals[name]))
             yield
         finally:
             for name, function in originals.items():

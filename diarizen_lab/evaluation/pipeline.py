@@ -35,6 +35,7 @@ import math
 import os
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -63,6 +64,9 @@ class DiarizationConfig:
     min_cluster_size 13), except ``clustering``: upstream defaults to VBx, which needs a PLDA that an offline
     machine may not have; ``conf/diarization/wespeaker_vbx.toml`` is upstream's full setting.
     """
+
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"vbx_threshold": "ahc_threshold"}
+    """Keys of earlier diarization configs and the keys that replace them (a config using one is refused)."""
 
     embedding: str = DEFAULT_EMBEDDING
     """Speaker-embedding model: a store asset name, a local pyannote model folder, or ``fbank-stats`` (tests only)."""
