@@ -105,6 +105,11 @@ class Memo:
         return (self.windows - self.computed) * self.seconds / max(self.computed, 1)
 
 
+def current_rss_gib() -> float:
+    """This process's resident memory now (Linux ``/proc/self/statm``)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**30
+
+
 def digest(*arrays) -> bytes:
     return hashlib.blake2b(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays), digest_size=16).digest()
 
@@ -135,8 +140,8 @@ def memoize_models(pipeline, cache: Path, num_windows: int) -> tuple[Memo, Memo]
 
 def time_stages(pipeline) -> dict[str, float]:
     """Wall-clock marks around the stages of ``SpeakerDiarization.apply`` (clustering runs between the end of
-    the embeddings and the first reconstruction), the peak RSS so far at the end of each, and the number of
-    embeddings clustered."""
+    the embeddings and the first reconstruction), the peak RSS so far and the RSS at the end of each, and the
+    number of embeddings clustered."""
     marks: dict[str, float] = {}
 
     def timed(name: str, method):
@@ -145,6 +150,7 @@ def time_stages(pipeline) -> dict[str, float]:
             result = method(*args, **kwargs)
             marks[f"{name}_end"] = time.perf_counter()
             marks[f"peak_rss_gib_after_{name}"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            marks[f"rss_gib_after_{name}"] = current_rss_gib()
             return result
         return wrapper
 
@@ -226,6 +232,8 @@ def measure(args: argparse.Namespace, audio: Path, clustering: str, plda: Path |
         "peak_rss_gib_by_stage": {key.removeprefix("peak_rss_gib_after_"): value for key, value in marks.items()
                                   if key.startswith("peak_rss_gib_after_")},
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "rss_gib_by_stage": {key.removeprefix("rss_gib_after_"): value for key, value in marks.items()
+                             if key.startswith("rss_gib_after_")},
         "rss_before_diarization_gib": rss_before,
     }
     if cuda:
