@@ -208,6 +208,8 @@ def measure(args: argparse.Namespace, audio: Path, clustering: str, plda: Path |
     torch.manual_seed(0)
     cuda = args.device == "cuda"
     config = dataclasses.replace(DiarizationConfig(), clustering=clustering, plda=str(plda or "plda"))
+    if args.embedding_batch_size:
+        config = dataclasses.replace(config, embedding_batch_size=args.embedding_batch_size)
     model = segmentation_model(args.segmentation if cuda else "tiny")
     pipeline = build_pipeline(model, config, embedding=WeSpeakerResNet34().eval(), device=args.device)
     duration = sf.info(str(audio)).duration
@@ -255,7 +257,8 @@ def measure(args: argparse.Namespace, audio: Path, clustering: str, plda: Path |
 
 def run_child(args: argparse.Namespace, audio: Path, clustering: str, plda: Path | None) -> dict:
     command = [sys.executable, __file__, "--child", str(audio), clustering, str(plda or ""), str(audio.parent),
-               "--threads", str(args.threads), "--device", args.device, "--segmentation", args.segmentation]
+               "--threads", str(args.threads), "--device", args.device, "--segmentation", args.segmentation,
+               "--embedding-batch-size", str(args.embedding_batch_size or 0)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{clustering} on {audio.name} failed:\n{done.stderr[-4000:]}")
@@ -321,6 +324,8 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: real-size models (Base+ and s80, ResNet34) on 1 h, no replay")
     parser.add_argument("--segmentation", default="base_plus", choices=("base_plus", "s80"), help=argparse.SUPPRESS)
+    parser.add_argument("--embedding-batch-size", type=int, default=0,
+                        help="override DiarizationConfig's embedding_batch_size (default: keep it)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--child", nargs=4, metavar=("AUDIO", "CLUSTERING", "PLDA", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
