@@ -19,8 +19,8 @@ pairwise distances (2.4 GiB more for the 18,000 embeddings of one hour). The res
 libraries (about 1.1 GiB), the models and one batch of their activations (a batch of 8 ResNet34 windows: 0.4
 GiB; 32 Base+ WavLM windows about 1 GiB above one window on CPU, where WavLM's convolutional front end takes
 the windows one at a time). Measured at the defaults with ResNet34 and the tiny WavLM-Conformer
-(``benchmarks/bench_long_audio.py``, ``benchmarks/results.md``): peak RSS 2.0-2.1 GiB at 1 h, 3.0-3.07 GiB at
-4 h, reached while embedding.
+(``benchmarks/bench_long_audio.py``, ``benchmarks/results.md``): peak RSS 2.0-2.1 GiB at 1 h, 2.8-3.07 GiB at
+4 h (runs differ by up to 0.2 GiB), reached while embedding.
 
 Time at the defaults: the WeSpeaker ResNet34 embeddings cost more than an s80 segmentation model and a third
 of a Base+ one (one ResNet34 pass over each 8 s window: 0.32 s on 2 CPU threads, against 0.21 s for s80 and 0.94 s for Base+), and
@@ -83,7 +83,8 @@ class DiarizationConfig:
     embedding_batch_size: int = 32
     """(window, local speaker) embeddings per speaker-embedding forward pass, as in pyannote.audio and upstream's
     ``batch_size``. A WeSpeaker ResNet computes each window's frame features once for all its speakers, so a
-    pass covers ``embedding_batch_size // local speakers`` windows (8 for 4 local speakers: 0.4 GiB on CPU)."""
+    pass covers ``embedding_batch_size // local speakers`` windows (8 for 4 local speakers: 0.4 GiB on CPU;
+    8 embeddings, 2 windows, took 0.24 GiB off the peak at 1 h, ``benchmarks/results.md``)."""
     embedding_exclude_overlap: bool = True
     """Extract each speaker's embedding from the frames where it speaks alone (when there are enough of them)."""
     min_active_ratio: float = 0.1
