@@ -290,15 +290,19 @@ def _check_fields(
     root: Path,
     runtime: Iterable[str] = (),
     moved: Mapping[str, str] | None = None,
+    renamed: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Validate ``values`` against ``fields`` (name -> (annotation, required)); return coerced values.
 
-    ``moved`` maps keys that earlier versions accepted here to the section that owns them now.
+    ``moved`` maps keys that earlier versions accepted here to the section that owns them now; ``renamed`` maps
+    keys that earlier versions accepted here to the key that replaces them.
     """
     runtime = set(runtime)
-    moved = moved or {}
+    moved, renamed = moved or {}, renamed or {}
     checked: dict[str, Any] = {}
     for key, value in values.items():
+        if key in renamed and key not in fields:
+            raise locator.error(section, key, f"'{key}' is now '{renamed[key]}'", fix=f"rename it {renamed[key]}")
         if key in moved and key not in fields:
             raise locator.error(
                 section, key, f"'{key}' belongs to [{moved[key]}] now",
@@ -611,7 +615,9 @@ def _validate(
         elif dataclasses.is_dataclass(base):
             if not isinstance(raw, dict):
                 raise locator.error(name, None, "must be a table")
-            values = _check_fields(raw, _dataclass_fields(base), locator, name, root)
+            values = _check_fields(
+                raw, _dataclass_fields(base), locator, name, root, renamed=getattr(base, "RENAMED_KEYS", None)
+            )
             validated[name] = _construct(base, values, locator, name)
         else:
             raise TypeError(f"section kind for [{name}] must be Block or a dataclass, got {kind!r}")

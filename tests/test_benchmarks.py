@@ -62,6 +62,20 @@ def test_gpu_benchmark_without_a_gpu_says_so_and_is_skipped(tmp_path):
     assert not output.exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the benchmark would run")
+def test_long_audio_gpu_path_without_a_gpu_says_so_and_is_skipped(tmp_path):
+    output = tmp_path / "long_audio.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_long_audio.py"), "--device", "cuda", "--json", str(output)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == run_all.SKIPPED
+    assert done.stdout.strip().splitlines()[-1] == (
+        "bench_long_audio: skipped: --device cuda but no CUDA GPU is visible"
+    )
+    assert not output.exists()
+
+
 def test_run_benchmark_reads_the_rows_a_benchmark_wrote(tmp_path):
     script = write_script(tmp_path, """
         import json, sys

@@ -16,6 +16,7 @@ from pyannote.audio.core.task import Problem, Resolution, Specifications
 from pyannote.audio.models.embedding import WeSpeakerResNet34
 from pyannote.audio.models.segmentation import PyanNet
 from pyannote.core import SlidingWindow, SlidingWindowFeature
+from scipy.ndimage import median_filter
 
 from diarizen_lab.data.rttm import read_rttm, to_annotations
 from diarizen_lab.errors import DiarizenLabError, InputError
@@ -171,12 +172,21 @@ def test_median_filter_removes_short_blips_per_chunk():
     data[0, 10:15, 1] = 1.0  # five frames: kept
     data[1, :, 0] = 1.0
     data[1, 7, 0] = 0.0  # one-frame hole: filled
+    original = data.copy()
     filtered = median_filter_frames(SlidingWindowFeature(data, SlidingWindow(duration=10.0, step=1.0)), 3)
-    assert filtered.data.dtype == np.float32
-    assert filtered.data[0, :, 0].sum() == 0
-    assert np.array_equal(filtered.data[0, :, 1], data[0, :, 1])
-    assert filtered.data[1, :, 0].sum() == 20
-    assert data[0, 5, 0] == 1.0  # input untouched
+    assert filtered.data is data and data.dtype == np.float32  # in place: no second (chunk, frame, speaker) array
+    assert data[0, :, 0].sum() == 0
+    assert np.array_equal(data[0, :, 1], original[0, :, 1])
+    assert data[1, :, 0].sum() == 20
+
+
+def test_median_filter_is_upstreams_eleven_frame_filter():
+    binary = (np.random.default_rng(0).random((6, 50, 3)) < 0.4).astype(np.float32)
+    binary[:, :4, 0] = 1.0  # a run at the chunk edge, where reflecting and repeating the edge differ
+    upstream = median_filter(binary, size=(1, 11, 1), mode="reflect")  # upstream DiariZen's call, whole array
+    ours = median_filter_frames(SlidingWindowFeature(binary.copy(), SlidingWindow(duration=8.0, step=0.8)), 11)
+    assert np.array_equal(ours.data, upstream)
+    assert not np.array_equal(upstream, median_filter(binary, size=(1, 11, 1), mode="nearest"))
 
 
 def write_plda(folder: Path, dimension: int, lda_dimension: int = 16, seed: int = 0) -> Path:

@@ -14,9 +14,11 @@ directory (its checkpoints/best), a released DiariZen folder (config.toml + pyto
 asset name of either (e.g. a Hugging Face cache tree BUT-FIT/diarizen-wavlm-base-s80-md). A released model's
 [inference.args], [clustering.args] and plda/ are used for every setting that --config and --set leave out.
 -i takes a wav.scp, one audio file, or a directory of audio files.
-Pipeline settings (embedding model, clustering ahc|vbx, PLDA, window, thresholds, speaker counts) come from
-the [diarization] section of --config and/or --set diarization.KEY=VALUE; the speaker-embedding model and the
-PLDA are resolved from the offline checkpoint store, never downloaded.
+Pipeline settings (embedding model, clustering ahc|vbx, PLDA, window, step_ratio, median_filter,
+min_active_ratio, ahc_threshold, min_cluster_size, vbx_ahc_criterion, vbx_fa, vbx_fb, vbx_lda_dim,
+vbx_max_iters, speaker counts; defaults: upstream DiariZen's) come from the [diarization] section of --config
+and/or --set diarization.KEY=VALUE; the speaker-embedding model and the PLDA are resolved from the offline
+checkpoint store, never downloaded.
 
 Each RTTM is written atomically when its recording is done: a run stopped by a bad recording keeps the
 finished ones and writes nothing for the rest (fix the input and resume with --skip-existing).

@@ -4,17 +4,28 @@
 :class:`DiarizationConfig`; the speaker-embedding model and the PLDA come from the offline store or a local
 path (never a hub id). :func:`diarize_file` reads one recording and returns its diarization.
 
-What this adds to pyannote's pipeline: a segmentation window other than the model's training chunk, an optional
-median filter over the frames of each chunk's segmentation, channel selection and resampling of the input, and
-an output clipped to the recording (pyannote zero-pads the last chunk, and a model may detect speech there).
+What this adds to pyannote's pipeline: DiariZen's inference settings (:class:`DiarizationConfig`; its defaults
+are upstream's), a segmentation window other than the model's training chunk, upstream's median filter over
+the frames of each chunk's segmentation, channel selection and resampling of the input, and an output clipped
+to the recording (pyannote zero-pads the last chunk, and a model may detect speech there).
 
-Memory (``benchmarks/bench_long_audio.py``): the peak is set by the segmentation model's activations (on CPU,
-WavLM's convolutional front end takes the windows one at a time, so a batch of 32 Base+ windows peaks about
-1 GiB above a single window) plus the float32 waveform (0.2 GiB per hour); pyannote's per-chunk arrays are
-small. Its agglomerative clustering, however, builds the condensed distance matrix of every kept (chunk,
-speaker) embedding, which grows with the square of the number of windows: with ``step_ratio = 0.1`` a one-hour
-meeting has 4,500 windows, hence up to 18,000 embeddings, and scipy's linkage peaks 0.6 GiB higher for 9,000
-embeddings, 2.4 GiB for 18,000.
+Memory at the defaults (step 0.1: 4,500 windows per hour, up to 4 embeddings each). Each stage holds arrays
+linear in the recording length and in float32: the waveform (0.21 GiB per hour), the binarized segmentations
+(median-filtered in place), the embeddings (filled batch by batch into one preallocated array) and the
+clustered segmentations of the reconstruction. Clustering is linear in the number of embeddings too: pyannote's
+agglomerative clustering (and VBx's AHC initialisation) go through fastcluster's memory-saving linkage
+(:mod:`diarizen_lab.evaluation.clustering`), where scipy's linkage would build the condensed matrix of all
+pairwise distances (2.4 GiB more for the 18,000 embeddings of one hour). The rest of the peak is fixed: the
+libraries (about 1.1 GiB), the models and one batch of their activations (a batch of 8 ResNet34 windows: 0.4
+GiB; 32 Base+ WavLM windows about 1 GiB above one window on CPU, where WavLM's convolutional front end takes
+the windows one at a time). Measured at the defaults with ResNet34 and the tiny WavLM-Conformer
+(``benchmarks/bench_long_audio.py``, ``benchmarks/results.md``): peak RSS 2.0-2.1 GiB at 1 h, 2.8-3.07 GiB at
+4 h (runs differ by up to 0.2 GiB), reached while embedding.
+
+Time at the defaults: the WeSpeaker ResNet34 embeddings cost more than an s80 segmentation model and a third
+of a Base+ one (one ResNet34 pass over each 8 s window: 0.32 s on 2 CPU threads, against 0.21 s for s80 and 0.94 s for Base+), and
+is computed once per window for all its local speakers; agglomerative clustering of N embeddings takes O(N^2 D)
+time with the memory-saving linkage (10 s for 6,700 embeddings).
 """
 
 from __future__ import annotations
@@ -22,20 +33,23 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from pyannote.audio import Inference, Model
 from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
-from pyannote.audio.pipelines.clustering import AgglomerativeClustering
+from pyannote.audio.pipelines.speaker_verification import PyannoteAudioPretrainedSpeakerEmbedding
 from pyannote.core import Annotation, Segment, SlidingWindowFeature
 from scipy.ndimage import median_filter
 
 from diarizen_lab.data.frames import require_receptive_field
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.evaluation.audio import load_audio
+from diarizen_lab.evaluation.clustering import AHC_CRITERIA, AgglomerativeClustering, VBxClustering
 from diarizen_lab.evaluation.embedding import DEFAULT_EMBEDDING, load_embedding
 
 CLUSTERING = {"ahc": "AgglomerativeClustering", "vbx": "VBxClustering"}
@@ -44,7 +58,16 @@ PLDA_FILES = ("xvec_transform.npz", "plda.npz")
 
 @dataclasses.dataclass
 class DiarizationConfig:
-    """Settings of the diarization pipeline."""
+    """Settings of the diarization pipeline.
+
+    The defaults are upstream DiariZen's inference defaults (median filter of 11 frames, 10 % of a chunk spoken
+    alone, AHC distance 0.6, min/max speakers 1/20, VBx Fa 0.07, Fb 0.8, LDA dimension 128, 20 iterations, AHC
+    min_cluster_size 13), except ``clustering``: upstream defaults to VBx, which needs a PLDA that an offline
+    machine may not have; ``conf/diarization/wespeaker_vbx.toml`` is upstream's full setting.
+    """
+
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"vbx_threshold": "ahc_threshold"}
+    """Keys of earlier diarization configs and the keys that replace them (a config using one is refused)."""
 
     embedding: str = DEFAULT_EMBEDDING
     """Speaker-embedding model: a store asset name, a local pyannote model folder, or ``fbank-stats`` (tests only)."""
@@ -53,44 +76,69 @@ class DiarizationConfig:
     plda: str = "plda"
     """PLDA for VBx: a store asset name or a folder with ``xvec_transform.npz`` and ``plda.npz``."""
     window: float | None = None
-    """Segmentation window in seconds; ``None`` uses the model's training chunk duration."""
+    """Segmentation window in seconds (upstream ``seg_duration``); ``None`` uses the model's training chunk."""
     step_ratio: float = 0.1
-    """Step between segmentation windows, as a fraction of the window."""
+    """Step between segmentation windows, as a fraction of the window (upstream ``segmentation_step``)."""
     segmentation_batch_size: int = 32
     """Windows per segmentation forward pass (on CPU, 32 Base+ windows peak about 1 GiB above one window)."""
     embedding_batch_size: int = 32
+    """(window, local speaker) embeddings per speaker-embedding forward pass, as in pyannote.audio and upstream's
+    ``batch_size``. A WeSpeaker ResNet computes each window's frame features once for all its speakers, so a
+    pass covers ``embedding_batch_size // local speakers`` windows (8 for 4 local speakers: 0.4 GiB on CPU;
+    8 embeddings, 2 windows, took 0.24 GiB off the peak at 1 h, ``benchmarks/results.md``)."""
     embedding_exclude_overlap: bool = True
     """Extract each speaker's embedding from the frames where it speaks alone (when there are enough of them)."""
-    median_filter: int = 0
-    """Median filter over the frames of each chunk's segmentation: an odd number of frames, or 0 for none."""
+    min_active_ratio: float = 0.1
+    """Fraction of a chunk's frames in which a local speaker must be the only one speaking for its embedding to
+    take part in clustering (upstream DiariZen: 0.1; pyannote.audio 4 fixes 0.2)."""
+    median_filter: int = 11
+    """Median filter over the frames of each chunk's binarized segmentation, as upstream's
+    ``apply_median_filtering`` (11 frames, reflected at the chunk edges): an odd number of frames, or 0 for none."""
     segmentation_threshold: float = 0.5
     """Activation threshold, for multi-label (non-powerset) segmentation models only."""
     min_duration_off: float = 0.0
     """Fill same-speaker gaps shorter than this (seconds)."""
     ahc_method: str = "centroid"
-    ahc_threshold: float = 0.7
-    min_cluster_size: int = 12
-    vbx_threshold: float = 0.6
-    """Threshold of the AHC that initialises VBx."""
+    """Linkage of the ``ahc`` clustering (VBx's initialisation is always centroid linkage)."""
+    ahc_threshold: float = 0.6
+    """Distance threshold of the agglomerative clustering on unit-normalized embeddings: of the ``ahc``
+    clustering, and of the AHC that initialises VBx (upstream ``ahc_threshold``; with
+    ``vbx_ahc_criterion = "maxclust"``, the number of initial VBx clusters)."""
+    min_cluster_size: int = 13
+    """``ahc`` only: clusters with fewer embeddings are merged into the closest larger one."""
+    vbx_ahc_criterion: str = "distance"
+    """How the AHC that initialises VBx is cut: ``distance`` (at ``ahc_threshold``) or ``maxclust``."""
     vbx_fa: float = 0.07
     vbx_fb: float = 0.8
+    vbx_lda_dim: int = 128
+    """PLDA dimensions VBx uses (all of them when the PLDA has fewer)."""
+    vbx_max_iters: int = 20
     num_speakers: int | None = None
-    min_speakers: int | None = None
-    max_speakers: int | None = None
+    min_speakers: int | None = 1
+    max_speakers: int | None = 20
     channel: int | None = None
     """Audio channel to diarize (0-based); ``None`` averages all channels."""
 
     def __post_init__(self) -> None:
         if self.clustering not in CLUSTERING:
             raise DiarizenLabError(f"clustering must be one of {', '.join(CLUSTERING)}, got {self.clustering!r}")
+        if self.vbx_ahc_criterion not in AHC_CRITERIA:
+            raise DiarizenLabError(
+                f"vbx_ahc_criterion must be one of {', '.join(AHC_CRITERIA)}, got {self.vbx_ahc_criterion!r}"
+            )
         if not 0 < self.step_ratio <= 1:
             raise DiarizenLabError(f"step_ratio must be in (0, 1], got {self.step_ratio}")
+        if not 0 <= self.min_active_ratio <= 1:
+            raise DiarizenLabError(f"min_active_ratio must be in [0, 1], got {self.min_active_ratio}")
         if self.window is not None and self.window <= 0:
             raise DiarizenLabError(f"window must be a positive number of seconds, got {self.window}")
         if self.median_filter < 0 or (self.median_filter > 1 and self.median_filter % 2 == 0):
             raise DiarizenLabError(
                 f"median_filter must be 0 (off) or an odd number of frames, got {self.median_filter}"
             )
+        for name in ("embedding_batch_size", "segmentation_batch_size", "vbx_lda_dim", "vbx_max_iters"):
+            if getattr(self, name) < 1:
+                raise DiarizenLabError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("num_speakers", "min_speakers", "max_speakers"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -136,9 +184,13 @@ class UnusedPLDA(PLDA):
 
 
 class DiarizationPipeline(SpeakerDiarization):
-    """pyannote.audio's ``SpeakerDiarization`` with a configurable segmentation window and median filtering.
+    """pyannote.audio's ``SpeakerDiarization`` with DiariZen's settings and memory linear in the recording length.
 
-    Build it with :func:`build_pipeline`, which also instantiates the hyper-parameters from the config.
+    On top of pyannote's pipeline: a configurable segmentation window, median filtering of the binarized
+    segmentations, DiariZen's clustering settings with the memory-saving linkage
+    (:mod:`diarizen_lab.evaluation.clustering`), speaker embeddings that compute each window's frame features
+    once for all its local speakers, and float32 clustered segmentations. Build it with :func:`build_pipeline`,
+    which also instantiates the hyper-parameters from the config.
     """
 
     def __init__(self, segmentation: Model, embedding: Model, config: DiarizationConfig, plda: PLDA | None = None):
@@ -153,6 +205,15 @@ class DiarizationPipeline(SpeakerDiarization):
             segmentation_batch_size=config.segmentation_batch_size,
         )
         self.config = config
+        if config.clustering == "vbx":
+            self.clustering = VBxClustering(
+                self._plda, metric=self._embedding.metric, min_active_ratio=config.min_active_ratio,
+                ahc_criterion=config.vbx_ahc_criterion, max_iters=config.vbx_max_iters,
+            )
+        else:
+            self.clustering = AgglomerativeClustering(
+                metric=self._embedding.metric, min_active_ratio=config.min_active_ratio
+            )
         window = config.window or segmentation.specifications.duration
         require_receptive_field(segmentation, window, "[diarization] window")
         if window != segmentation.specifications.duration:
@@ -167,17 +228,89 @@ class DiarizationPipeline(SpeakerDiarization):
     def get_segmentations(self, file, hook=None) -> SlidingWindowFeature:
         segmentations = super().get_segmentations(file, hook=hook)
         if self.config.median_filter > 1:
-            segmentations = median_filter_frames(segmentations, self.config.median_filter)
+            median_filter_frames(segmentations, self.config.median_filter)
         return segmentations
+
+    def get_embeddings(
+        self, file, binary_segmentations: SlidingWindowFeature, exclude_overlap: bool = False, hook=None
+    ) -> np.ndarray:
+        """One embedding per (chunk, local speaker), as pyannote's method, with each chunk's audio through the
+        embedding model once: a model with ``forward_frames`` / ``forward_embedding`` (WeSpeaker ResNets) pools
+        its frame features once per speaker; any other model gets the chunk once per speaker in the batch.
+
+        Returns a float32 ``(num_chunks, num_speakers, dimension)`` array, filled batch by batch.
+        """
+        if self.training or not isinstance(self._embedding, PyannoteAudioPretrainedSpeakerEmbedding):
+            return super().get_embeddings(file, binary_segmentations, exclude_overlap=exclude_overlap, hook=hook)
+        num_chunks, num_frames, num_speakers = binary_segmentations.data.shape
+        min_clean_frames = -1
+        if exclude_overlap:  # pyannote's rule: frames with overlap are left out when enough others remain
+            window_samples = binary_segmentations.sliding_window.duration * self._embedding.sample_rate
+            min_clean_frames = math.ceil(num_frames * self._embedding.min_num_samples / window_samples)
+        chunks_per_batch = max(1, self.embedding_batch_size // num_speakers)
+        embeddings = np.full((num_chunks, num_speakers, self._embedding.dimension), np.nan, dtype=np.float32)
+        batches = range(0, num_chunks, chunks_per_batch)
+        if hook is not None:
+            hook("embeddings", None, total=len(batches), completed=0)
+        for completed, first in enumerate(batches, 1):
+            indices = range(first, min(first + chunks_per_batch, num_chunks))
+            waveforms = torch.stack(
+                [self._audio.crop(file, binary_segmentations.sliding_window[c], mode="pad")[0] for c in indices]
+            )
+            masks = speaker_masks(binary_segmentations.data[first : indices.stop], min_clean_frames)
+            embeddings[first : indices.stop] = self.embed_chunks(waveforms, masks)
+            if hook is not None:
+                hook("embeddings", embeddings[first : indices.stop], total=len(batches), completed=completed)
+        return embeddings
+
+    def embed_chunks(self, waveforms: torch.Tensor, masks: np.ndarray) -> np.ndarray:
+        """``(batch, speaker, dimension)`` embeddings of ``(batch, channel, sample)`` chunks weighted by each
+        local speaker's ``(batch, speaker, frame)`` mask."""
+        model, device = self._embedding.model_, self._embedding.device
+        weights = torch.from_numpy(masks).to(device)
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as pyannote: the pooling warns when it resamples the weights
+            waveforms = waveforms.to(device)
+            if hasattr(model, "forward_frames") and hasattr(model, "forward_embedding"):
+                embeddings = model.forward_embedding(model.forward_frames(waveforms), weights=weights)
+            else:
+                batch, num_speakers, num_frames = weights.shape
+                repeated = waveforms.repeat_interleave(num_speakers, dim=0)
+                embeddings = model(repeated, weights=weights.reshape(-1, num_frames)).reshape(batch, num_speakers, -1)
+        return embeddings.float().cpu().numpy()
+
+    def reconstruct(
+        self, segmentations: SlidingWindowFeature, hard_clusters: np.ndarray, count: SlidingWindowFeature
+    ) -> SlidingWindowFeature:
+        """pyannote's reconstruction (each cluster's activity in a chunk is the maximum over the local speakers
+        assigned to it) into a float32 array instead of float64: same diarization, half the memory."""
+        num_chunks, num_frames, _ = segmentations.data.shape
+        clustered = np.full((num_chunks, num_frames, np.max(hard_clusters) + 1), np.nan, dtype=np.float32)
+        for chunk, (clusters, scores) in enumerate(zip(hard_clusters, segmentations.data)):
+            for cluster in np.unique(clusters[clusters >= 0]):
+                clustered[chunk, :, cluster] = scores[:, clusters == cluster].max(axis=1)
+        return self.to_diarization(SlidingWindowFeature(clustered, segmentations.sliding_window), count)
+
+
+def speaker_masks(binary: np.ndarray, min_clean_frames: int) -> np.ndarray:
+    """Per chunk and local speaker, the frames its embedding is pooled over, as pyannote chooses them: where it
+    speaks alone when that leaves more than ``min_clean_frames`` frames (-1: always), else where it speaks.
+
+    ``binary`` is ``(chunk, frame, speaker)``; the result is float32 ``(chunk, speaker, frame)``.
+    """
+    alone = np.sum(binary, axis=2, keepdims=True) < 2  # a frame with a NaN score is nobody's alone
+    speech = np.nan_to_num(binary, nan=0.0).astype(np.float32)
+    clean = speech * alone
+    use_clean = clean.sum(axis=1, keepdims=True) > min_clean_frames
+    return np.ascontiguousarray(np.where(use_clean, clean, speech).transpose(0, 2, 1))
 
 
 def median_filter_frames(segmentations: SlidingWindowFeature, size: int) -> SlidingWindowFeature:
-    """Median-filter ``(chunk, frame, speaker)`` scores along frames, chunk by chunk, into a new array of the
-    same dtype (no float64 copy)."""
-    filtered = np.empty_like(segmentations.data)
-    for chunk, scores in enumerate(segmentations.data):
-        filtered[chunk] = median_filter(scores, size=(size, 1), mode="nearest")
-    return SlidingWindowFeature(filtered, segmentations.sliding_window)
+    """Median-filter ``(chunk, frame, speaker)`` scores along frames, chunk by chunk and in place, reflecting at
+    the chunk edges (upstream DiariZen's filter); returns ``segmentations``."""
+    for scores in segmentations.data:
+        scores[...] = median_filter(scores, size=(size, 1), mode="reflect")
+    return segmentations
 
 
 def load_plda(
@@ -224,13 +357,16 @@ def build_pipeline(
             f"the segmentation model must be a pyannote.audio Model, got {type(segmentation).__name__}"
         )
     embedding = embedding if embedding is not None else load_embedding(config.embedding, checkpoint_dir)
-    plda = load_plda(config.plda, checkpoint_dir, embedding.dimension) if config.clustering == "vbx" else None
+    plda = None
+    if config.clustering == "vbx":
+        plda = load_plda(config.plda, checkpoint_dir, embedding.dimension)
+        plda.lda_dimension = config.vbx_lda_dim
     pipeline = DiarizationPipeline(segmentation, embedding, config, plda=plda)
     segmentation_parameters = {"min_duration_off": config.min_duration_off}
     if not segmentation.specifications.powerset:
         segmentation_parameters["threshold"] = config.segmentation_threshold
     if config.clustering == "vbx":
-        clustering_parameters = {"threshold": config.vbx_threshold, "Fa": config.vbx_fa, "Fb": config.vbx_fb}
+        clustering_parameters = {"threshold": config.ahc_threshold, "Fa": config.vbx_fa, "Fb": config.vbx_fb}
     else:
         clustering_parameters = {
             "method": config.ahc_method,
