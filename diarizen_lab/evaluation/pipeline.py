@@ -161,7 +161,6 @@ def check_ranges(config: DiarizationConfig) -> None:
         ("segmentation_threshold", 0.0 <= config.segmentation_threshold <= 1.0, "in [0, 1]"),
         ("min_duration_off", finite(config.min_duration_off) and config.min_duration_off >= 0, ">= 0 seconds"),
         ("ahc_threshold", finite(config.ahc_threshold), "a finite number"),
-        ("vbx_threshold", finite(config.vbx_threshold), "a finite number"),
         ("vbx_fa", finite(config.vbx_fa) and config.vbx_fa > 0, "> 0"),
         ("vbx_fb", finite(config.vbx_fb) and config.vbx_fb > 0, "> 0"),
         ("channel", config.channel is None or config.channel >= 0, ">= 0 (0-based)"),

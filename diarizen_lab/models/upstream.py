@@ -258,16 +258,16 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 #: upstream ``[inference.args]`` / ``[clustering.args]`` key -> our DiarizationConfig fields, each with its value
 #: conversion; a key whose meaning depends on the clustering method has one entry per method (``key@vbx``)
+CLUSTERING_METHODS = {"VBxClustering": "vbx", "AgglomerativeClustering": "ahc"}
 PIPELINE_SETTINGS: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {
     "seg_duration": [("window", float)],
     "segmentation_step": [("step_ratio", float)],
     "batch_size": [("segmentation_batch_size", int), ("embedding_batch_size", int)],  # one size for both
     "apply_median_filtering": [("median_filter", lambda on: 11 if on else 0)],  # upstream filters 11 frames
-    "method": [("clustering", {"VBxClustering": "vbx", "AgglomerativeClustering": "ahc"}.__getitem__)],
+    "method": [("clustering", CLUSTERING_METHODS.__getitem__)],
     "min_speakers": [("min_speakers", int)],
     "max_speakers": [("max_speakers", int)],
-    "ahc_threshold@vbx": [("vbx_threshold", float)],
-    "ahc_threshold@ahc": [("ahc_threshold", float)],
+    "ahc_threshold": [("ahc_threshold", float)],  # AHC's cut, and the cut of VBx's AHC initialisation
     "ahc_criterion@vbx": [("vbx_ahc_criterion", str)],
     "Fa@vbx": [("vbx_fa", float)],
     "Fb@vbx": [("vbx_fb", float)],
@@ -277,7 +277,6 @@ PIPELINE_SETTINGS: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {
 }
 #: what upstream's pipeline does without a key: the first channel of the audio; centroid linkage for AHC
 PIPELINE_IMPLIED: dict[str, dict[str, Any]] = {"vbx": {"channel": 0}, "ahc": {"channel": 0, "ahc_method": "centroid"}}
-CLUSTERING_METHODS = {"VBxClustering": "vbx", "AgglomerativeClustering": "ahc"}
 
 
 def diarization_overrides_from_upstream(
@@ -286,17 +285,14 @@ def diarization_overrides_from_upstream(
     """:class:`~diarizen_lab.evaluation.pipeline.DiarizationConfig` values equivalent to a released model's
     ``[inference.args]`` and ``[clustering.args]`` (the PLDA folder is the caller's: it lives beside them).
 
-    Keys without an equivalent, and settings the pipeline of this version lacks, are left out with a warning.
+    Keys without an equivalent are left out with a warning.
     """
-    from diarizen_lab.evaluation.pipeline import DiarizationConfig
-
     method = clustering_args.get("method", "VBxClustering")
     if method not in CLUSTERING_METHODS:
         raise InputError(
             f"[clustering.args] method must be one of {', '.join(CLUSTERING_METHODS)}, got {method!r}"
         )
     family = CLUSTERING_METHODS[method]
-    fields = {field.name for field in dataclasses.fields(DiarizationConfig)}
     overrides = dict(PIPELINE_IMPLIED[family])
     ignored = []
     for key, value in [*inference_args.items(), *clustering_args.items()]:
@@ -306,13 +302,10 @@ def diarization_overrides_from_upstream(
                 ignored.append(f"{key} = {value!r}")
             continue
         for field, convert in targets:
-            if field in fields:
-                overrides[field] = convert(value)
-            else:
-                ignored.append(f"{key} = {value!r} (no {field} setting in this version)")
+            overrides[field] = convert(value)
     if ignored:
         logging.getLogger(__name__).warning("released model settings not used: %s", "; ".join(ignored))
-    return {field: value for field, value in overrides.items() if field in fields}
+    return overrides
 
 
 def released_pipeline_settings(path: str | os.PathLike) -> dict[str, Any]:
