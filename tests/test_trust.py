@@ -20,7 +20,7 @@ import torch
 from diarizen_lab import OFFLINE_DEFAULTS
 from diarizen_lab.errors import InputError
 from diarizen_lab.evaluation.embedding import load_embedding
-from diarizen_lab.models.io import allowed_architecture, load_model, save_model
+from diarizen_lab.models.io import allowed_architecture, load_model_file, save_model
 from diarizen_lab.store import Status, check_file, repair_tree, resolve_asset
 from diarizen_lab.utils import netguard
 from test_bad_inputs import COMMIT, PAYLOAD_MARKER, Payload, cache_tree, tiny_model
@@ -50,7 +50,7 @@ def test_model_file_naming_os_system_runs_nothing(tmp_path):
     checkpoint["model"] = {"path": "os.system", "args": {"command": f"touch {marker}"}}
     torch.save(checkpoint, path)
     with pytest.raises(InputError, match="architecture 'os.system' is not in an allowed package"):
-        load_model(path)
+        load_model_file(path)
     assert not marker.exists()
     from diarizen_lab.config import instantiate
 
@@ -145,7 +145,7 @@ def test_model_and_training_state_with_a_pickle_payload_are_refused_as_unsafe(tm
 
     path = save_model(tmp_path / "model.pt", tiny_model(), meta={"note": Payload(tmp_path)})
     with pytest.raises(InputError, match="model.pt: model checkpoint refused as unsafe: its pickle names posix"):
-        load_model(path)
+        load_model_file(path)
     torch.save({"optimizer": Payload(tmp_path)}, tmp_path / STATE_FILE)
     with pytest.raises(InputError, match="training state refused as unsafe: its pickle names posix.system"):
         load_training_state(tmp_path)

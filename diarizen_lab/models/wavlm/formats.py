@@ -273,7 +273,7 @@ def _from_diarizen_lab(content: Mapping[str, Any], path: Path) -> tuple[WavLMCon
         raise InputError(
             f"unsupported checkpoint format {content['format']!r} (expected {FORMAT!r})",
             path=path,
-            fix="a diarizen_lab model checkpoint is read with diarizen_lab.models.io.load_model",
+            fix="a diarizen_lab model checkpoint is read with diarizen_lab.models.load_model",
         )
     try:
         config = WavLMConfig.from_dict(dict(content["config"]))
