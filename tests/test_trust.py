@@ -152,6 +152,18 @@ def test_model_and_training_state_with_a_pickle_payload_are_refused_as_unsafe(tm
     assert not (tmp_path / PAYLOAD_MARKER).exists()
 
 
+
+def test_wavlm_file_with_a_pickle_payload_is_refused_as_unsafe(tmp_path):
+    from diarizen_lab.models.wavlm.formats import load_wavlm_checkpoint
+
+    path = tmp_path / "wavlm.pt"
+    torch.save({"cfg": Payload(tmp_path), "model": {}}, path)  # a fairseq-style file whose cfg runs a command
+    with pytest.raises(InputError, match="wavlm.pt: WavLM checkpoint refused as unsafe: its pickle names posix"):
+        load_wavlm_checkpoint(path)
+    assert not (tmp_path / PAYLOAD_MARKER).exists()
+    torch.load(path, weights_only=False)  # what a plain torch.load does
+    assert (tmp_path / PAYLOAD_MARKER).exists()
+
 def flatten(file: Path) -> str:
     """Replace a symlink by a text file holding its target, as copy tools without symlinks do."""
     target = os.readlink(file)
