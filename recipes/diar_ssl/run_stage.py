@@ -151,8 +151,10 @@ def run_stages(
         data_dir = data_root / test_set
         out = run_dir / "infer" / model.stem / test_set
         if run(4):
-            print(f"+ diarize {data_dir} with {model} -> {out / 'rttm'}", flush=True)
-            diarize_recordings(model, recordings(data_dir / "wav.scp"), out / "rttm", settings, skip_existing=True)
+            print(f"+ diarize {data_dir} with {model}", flush=True)
+            written = diarize_recordings(model, recordings(data_dir / "wav.scp"), out / "rttm", settings,
+                                         skip_existing=True)
+            print(f"wrote {len(written)} RTTM file(s) to {out / 'rttm'}")
         for collar in COLLARS:
             score = out / f"score_collar{collar:g}.json"
             if run(5):
