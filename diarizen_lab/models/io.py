@@ -149,20 +149,18 @@ def build_model(architecture: dict[str, Any]) -> nn.Module:
 
 
 def allowed_architecture(path: str) -> type:
-    """The model class ``path`` names, if a model file may name it: a subclass of pyannote's ``Model`` in a module
-    of :data:`ARCHITECTURE_PACKAGES`. The package is checked before the module is imported, so a file naming
-    ``os.system`` imports and calls nothing.
+    """The model class ``path`` names, if a model file may name it: a ``torch.nn.Module`` subclass (pyannote's
+    ``Model``, or the distill-prune ``PruningStudent``) in a module of :data:`ARCHITECTURE_PACKAGES`. The package
+    is checked before the module is imported, so a file naming ``os.system`` imports and calls nothing.
 
     Raises :class:`ValueError` naming ``path`` otherwise.
     """
-    from pyannote.audio import Model
-
     if not path.startswith(ARCHITECTURE_PACKAGES) or ".." in path:
         allowed = ", ".join(f"{package}*" for package in ARCHITECTURE_PACKAGES)
         raise ValueError(f"architecture {path!r} is not in an allowed package ({allowed})")
     target = import_object(path)
-    if not (isinstance(target, type) and issubclass(target, Model)):
-        raise ValueError(f"architecture {path!r} is not a model class (a subclass of pyannote.audio.Model)")
+    if not (isinstance(target, type) and issubclass(target, nn.Module)):
+        raise ValueError(f"architecture {path!r} is not a model class (a subclass of torch.nn.Module)")
     return target
 
 
