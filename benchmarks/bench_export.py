@@ -100,7 +100,7 @@ def demo_der(model: Path, folder: Path) -> dict[str, float]:
     from diarizen_lab.evaluation.rttm import write_rttm
     from diarizen_lab.evaluation.score import score_files
     from diarizen_lab.export.onnx import export_onnx
-    from diarizen_lab.models.io import load_model
+    from diarizen_lab.models import load_model
 
     settings = load_config(DEMO_PIPELINE, {"diarization": DiarizationConfig})["diarization"]
     report = export_onnx(load_model(model), folder / "demo.onnx", int8=True)

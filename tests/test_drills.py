@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diarizen_lab.models.io import load_model
+from diarizen_lab.models.io import load_model_file
 from diarizen_lab.training.checkpoint import load_training_state
 from diarizen_lab.training.recipe import load_training_config, train
 from diarizen_lab.training.run_dir import read_metrics
@@ -75,7 +75,7 @@ def assert_every_checkpoint_loads(run_dir: Path) -> list[str]:
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     for name in names:
         if name.startswith("epoch_"):
-            load_model(run_dir / "checkpoints" / name)
+            load_model_file(run_dir / "checkpoints" / name)
             assert "trainer" in load_training_state(run_dir / "checkpoints" / name)
     return names
 

@@ -16,7 +16,8 @@ from diarizen_lab.data.task import Task  # noqa: E402
 from diarizen_lab.errors import DiarizenLabError, InputError  # noqa: E402
 from diarizen_lab.export.onnx import OnnxSegmentationModel, export_onnx, read_metadata  # noqa: E402
 from diarizen_lab.models.fbank_conformer import FbankConformer  # noqa: E402
-from diarizen_lab.models.io import load_model, save_model  # noqa: E402
+from diarizen_lab.models import load_model  # noqa: E402
+from diarizen_lab.models.io import save_model  # noqa: E402
 from diarizen_lab.models.wavlm_conformer import WavLMConformer  # noqa: E402
 from diarizen_lab.pruning import PruningStudent, prune_student  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Self-describing model checkpoints: save_model / load_model round trips and one-line errors."""
+"""Self-describing model checkpoints: save_model / load_model_file round trips and one-line errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError
 from diarizen_lab.models.fbank_conformer import FbankConformer
-from diarizen_lab.models.io import FORMAT, find_model_file, load_checkpoint, load_model, save_model
+from diarizen_lab.models.io import FORMAT, find_model_file, load_checkpoint, load_model_file, save_model
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
 
 SMALL_HEAD = dict(task=Task(), attention_in=32, ffn_hidden=64, num_heads=2, num_layers=1, kernel_size=7)
@@ -32,7 +32,7 @@ def waveforms() -> torch.Tensor:
 def test_round_trip_gives_identical_outputs(tmp_path, waveforms, kind):
     model = build(kind, task=Task(max_speakers_per_chunk=3))
     path = save_model(tmp_path / "model.pt", model, meta={"epoch": 3, "val/der": 0.25})
-    loaded = load_model(path)
+    loaded = load_model_file(path)
     assert type(loaded) is type(model) and not loaded.training
     assert loaded.architecture() == model.architecture()
     with torch.inference_mode():
@@ -52,7 +52,7 @@ def test_wavlm_architecture_is_a_plain_config_without_checkpoint():
 
 def test_frozen_flag_survives_the_round_trip(tmp_path):
     path = save_model(tmp_path / "model.pt", build("wavlm", freeze_wavlm=True))
-    loaded = load_model(path).train()
+    loaded = load_model_file(path).train()
     assert loaded.freeze_wavlm and loaded.wavlm_parameters() == [] and not loaded.wavlm.training
 
 
@@ -65,7 +65,7 @@ def test_files_written_before_the_upstream_variants_keep_their_variant(tmp_path,
     for name in old_variant:  # as written by the code before these options existed
         del checkpoint["model"]["args"][name]
     torch.save(checkpoint, path)
-    loaded = load_model(path)
+    loaded = load_model_file(path)
     assert loaded.architecture() == model.architecture()
     assert isinstance(loaded.conformer.blocks[0].convolution.depthwise_norm, torch.nn.LayerNorm)
     with torch.inference_mode():
@@ -85,12 +85,12 @@ def test_load_from_checkpoint_dir_and_experiment_dir(tmp_path, waveforms):
     assert find_model_file(tmp_path / "exp") == best / "model.pt"
     expected = model(waveforms)
     for source in (epoch_dir, tmp_path / "exp", best / "model.pt"):
-        torch.testing.assert_close(load_model(source)(waveforms), expected, atol=0, rtol=0)
+        torch.testing.assert_close(load_model_file(source)(waveforms), expected, atol=0, rtol=0)
 
 
 def one_line_error(path) -> str:
     with pytest.raises(DiarizenLabError) as error:
-        load_model(path)
+        load_model_file(path)
     message = str(error.value)
     assert "\n" not in message
     assert str(path) in message
@@ -155,7 +155,7 @@ def test_model_files_written_before_the_task_block_still_load(tmp_path, waveform
     architecture = checkpoint["model"]
     architecture["args"].update(architecture.pop("task"))  # the old layout
     torch.save(checkpoint, path)
-    loaded = load_model(path)
+    loaded = load_model_file(path)
     assert loaded.task == Task(chunk_size=5.0, max_speakers_per_chunk=3)
     assert loaded.specifications.duration == 5.0 and loaded.dimension == model.dimension
     with torch.inference_mode():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -41,3 +42,16 @@ def test_pruning_recipe_extracts_and_distils_from_another_working_directory(tmp_
     assert (work_dir / "teacher.pt").is_file()  # stage 2 wrote the teacher where [objective] teacher names it
     assert [row["epoch"] for row in read_metrics(work_dir / "distill" / "metrics.jsonl")] == [1, 2]
     assert not list(elsewhere.iterdir())  # nothing written to the working directory
+
+
+def test_pruning_recipe_imports_the_supervised_stages_from_any_working_directory(tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("diar_ssl_pruning_run_stage", RECIPE)
+    pruning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pruning)
+    supervised = pruning.supervised_recipe()
+    assert supervised.__file__ == str(RECIPE.parents[1] / "diar_ssl" / "run_stage.py")
+    assert list(inspect.signature(supervised.run_stages).parameters)[:3] == ["config_file", "first", "last"]
+    assert supervised.DIARIZATION.is_file()

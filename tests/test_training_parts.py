@@ -15,7 +15,7 @@ from diarizen_lab.config import Block
 from diarizen_lab.data.task import Task
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.models.fbank_conformer import FbankConformer
-from diarizen_lab.models.io import load_model
+from diarizen_lab.models.io import load_model_file
 from diarizen_lab.models.wavlm_conformer import WavLMConformer
 from diarizen_lab.training.checkpoint import Checkpointer, load_training_state, resolve_checkpoint
 from diarizen_lab.training.clipping import GradientClipper
@@ -303,7 +303,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path):
     checkpointer.remove_stale_temporaries()
     assert not killed.exists()
     assert load_training_state(first) == {"trainer": {"epoch": 1}}
-    reloaded = load_model(first)
+    reloaded = load_model_file(first)
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), model.state_dict().values()))
 
 
@@ -314,7 +314,7 @@ def test_retention_keeps_the_last_n_and_the_best(tmp_path):
         _save(checkpointer, model, epoch, is_best=epoch == 2)
     assert [epoch for epoch, _ in checkpointer.epochs()] == [2, 4, 5]
     assert checkpointer.best().name == "epoch_0002"
-    assert load_model(tmp_path).training is False  # the experiment dir resolves to checkpoints/best
+    assert load_model_file(tmp_path).training is False  # the experiment dir resolves to checkpoints/best
 
 
 def test_retention_keeps_the_epochs_named_in_keep(tmp_path):

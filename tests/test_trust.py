@@ -20,7 +20,7 @@ import torch
 from diarizen_lab import OFFLINE_DEFAULTS
 from diarizen_lab.errors import InputError
 from diarizen_lab.evaluation.embedding import load_embedding
-from diarizen_lab.models.io import allowed_architecture, load_model, save_model
+from diarizen_lab.models.io import allowed_architecture, load_model_file, save_model
 from diarizen_lab.store import Status, check_file, repair_tree, resolve_asset
 from diarizen_lab.utils import netguard
 from test_bad_inputs import COMMIT, PAYLOAD_MARKER, Payload, cache_tree, tiny_model
@@ -50,7 +50,7 @@ def test_model_file_naming_os_system_runs_nothing(tmp_path):
     checkpoint["model"] = {"path": "os.system", "args": {"command": f"touch {marker}"}}
     torch.save(checkpoint, path)
     with pytest.raises(InputError, match="architecture 'os.system' is not in an allowed package"):
-        load_model(path)
+        load_model_file(path)
     assert not marker.exists()
     from diarizen_lab.config import instantiate
 
@@ -145,12 +145,24 @@ def test_model_and_training_state_with_a_pickle_payload_are_refused_as_unsafe(tm
 
     path = save_model(tmp_path / "model.pt", tiny_model(), meta={"note": Payload(tmp_path)})
     with pytest.raises(InputError, match="model.pt: model checkpoint refused as unsafe: its pickle names posix"):
-        load_model(path)
+        load_model_file(path)
     torch.save({"optimizer": Payload(tmp_path)}, tmp_path / STATE_FILE)
     with pytest.raises(InputError, match="training state refused as unsafe: its pickle names posix.system"):
         load_training_state(tmp_path)
     assert not (tmp_path / PAYLOAD_MARKER).exists()
 
+
+
+def test_wavlm_file_with_a_pickle_payload_is_refused_as_unsafe(tmp_path):
+    from diarizen_lab.models.wavlm.formats import load_wavlm_checkpoint
+
+    path = tmp_path / "wavlm.pt"
+    torch.save({"cfg": Payload(tmp_path), "model": {}}, path)  # a fairseq-style file whose cfg runs a command
+    with pytest.raises(InputError, match="wavlm.pt: WavLM checkpoint refused as unsafe: its pickle names posix"):
+        load_wavlm_checkpoint(path)
+    assert not (tmp_path / PAYLOAD_MARKER).exists()
+    torch.load(path, weights_only=False)  # what a plain torch.load does
+    assert (tmp_path / PAYLOAD_MARKER).exists()
 
 def flatten(file: Path) -> str:
     """Replace a symlink by a text file holding its target, as copy tools without symlinks do."""

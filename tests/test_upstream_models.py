@@ -97,14 +97,14 @@ def test_hub_asset_loads_by_name_from_the_store(hub_store):
 def test_checkpoints_import_writes_our_model_file_with_identical_outputs(tmp_path, folder):
     target = tmp_path / "model.pt"
     assert main(["checkpoints", "import", str(FIXTURES / folder), str(target)]) == 0
-    assert_upstream_outputs(model_io.load_model(target), folder)  # our own format, no upstream code path
+    assert_upstream_outputs(model_io.load_model_file(target), folder)  # our own format, no upstream code path
     assert main(["checkpoints", "import", str(FIXTURES / folder), str(target)]) == 2  # no silent overwrite
 
 
 def test_checkpoints_import_of_a_hub_asset(tmp_path, hub_store):
     target = tmp_path / "model.pt"
     assert main(["checkpoints", "import", HUB_REPO, str(target), "--checkpoint-dir", str(hub_store)]) == 0
-    assert_upstream_outputs(model_io.load_model(target), "base_tiny_pruned")
+    assert_upstream_outputs(model_io.load_model_file(target), "base_tiny_pruned")
     imported_from = model_io.load_checkpoint(target)["meta"]["imported_from"]
     assert imported_from.endswith("snapshots/5d1e0c0a7f3b2e9d8c6a4b2f1e0d9c8b7a6f5e4d")
 

@@ -108,38 +108,16 @@ def settings_set_by_user(config: Path | None, overrides: list[str]) -> set[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from tqdm import tqdm
-
     from diarizen_lab.config import load_config
-    from diarizen_lab.errors import DiarizenLabError
-    from diarizen_lab.evaluation.pipeline import DiarizationConfig, build_pipeline, diarize_file
-    from diarizen_lab.evaluation.rttm import write_rttm
-    from diarizen_lab.models import load_model, locate_model
-    from diarizen_lab.models.upstream import released_pipeline_settings
-    from diarizen_lab.utils.atomic import require_writable_dir
-    from diarizen_lab.utils.devices import resolve_device
+    from diarizen_lab.evaluation.diarize import diarize_recordings
+    from diarizen_lab.evaluation.pipeline import DiarizationConfig
 
     logging.basicConfig(format="diarizen-lab: warning: %(message)s", level=logging.WARNING)
     settings = load_config(args.config, {"diarization": DiarizationConfig}, args.overrides)["diarization"]
-    model_path = locate_model(args.checkpoint, args.checkpoint_dir)
-    user = settings_set_by_user(args.config, args.overrides)
-    released = {name: value for name, value in released_pipeline_settings(model_path).items() if name not in user}
-    if released:
-        settings = dataclasses.replace(settings, **released)
-        print("released model settings: " + ", ".join(f"{name}={value}" for name, value in released.items()))
-    if args.output.exists() and not args.output.is_dir():
-        raise DiarizenLabError(f"{args.output}: exists and is not a directory (-o takes the output directory)")
-    require_writable_dir(args.output, "-o output directory")
-    device = resolve_device(args.device)
-    todo = recordings(args.input)
-    if args.skip_existing:
-        todo = {uri: path for uri, path in todo.items() if not (args.output / f"{uri}.rttm").exists()}
-    model = load_model(model_path, checkpoint_dir=args.checkpoint_dir)
-    pipeline = build_pipeline(model, settings, checkpoint_dir=args.checkpoint_dir, device=device)
-    for uri, path in tqdm(todo.items(), desc="diarize", unit="rec", disable=len(todo) < 2):
-        diarization = diarize_file(pipeline, path, uri=uri)
-        write_rttm(args.output / f"{uri}.rttm", diarization, uri)
-    print(f"wrote {len(todo)} RTTM file(s) to {args.output}")
+    written = diarize_recordings(
+        args.checkpoint, recordings(args.input), args.output, settings,
+        settings_given=settings_set_by_user(args.config, args.overrides), checkpoint_dir=args.checkpoint_dir,
+        device=args.device, skip_existing=args.skip_existing,
+    )
+    print(f"wrote {len(written)} RTTM file(s) to {args.output}")
     return 0

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from diarizen_lab.errors import InputError
     from diarizen_lab.export.onnx import TOLERANCE, export_onnx
-    from diarizen_lab.models.io import load_model
+    from diarizen_lab.models import load_model
 
     if args.output.suffix != ".onnx":
         raise InputError("the output file must end in .onnx", path=args.output)

@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from diarizen_lab.errors import DiarizenLabError
-    from diarizen_lab.evaluation.score import score_files
+    from diarizen_lab.evaluation.score import score_files, write_score_report
 
     if args.collar < 0:
         raise DiarizenLabError(f"--collar must be >= 0 seconds, got {args.collar:g}")
@@ -55,10 +55,7 @@ def run(args: argparse.Namespace) -> int:
         args.reference, args.hypothesis, args.uem, collar=args.collar, skip_overlap=args.skip_overlap
     )
     if args.output is not None:
-        from diarizen_lab.utils.atomic import atomic_open
-
-        with atomic_open(args.output) as f:
-            json.dump(report.to_dict(), f, indent=2)
+        write_score_report(args.output, report)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

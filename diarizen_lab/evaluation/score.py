@@ -272,6 +272,14 @@ def score_files(
     return score(references, hypotheses, uems, collar=collar, skip_overlap=skip_overlap)
 
 
+def write_score_report(path: str | os.PathLike, report: ScoreReport) -> None:
+    """Write ``report`` as the JSON file that :func:`read_score_report` reads (atomically)."""
+    from diarizen_lab.utils.atomic import atomic_open
+
+    with atomic_open(path) as f:
+        json.dump(report.to_dict(), f, indent=2)
+
+
 def read_score_report(path: str | os.PathLike) -> ScoreReport:
     """Read a JSON report written by ``diarizen-lab score -o``."""
     path = Path(path)

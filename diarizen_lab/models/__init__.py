@@ -42,6 +42,8 @@ def load_model(
 
     - our ``model.pt``, a checkpoint directory or an experiment directory (its best checkpoint);
     - a released DiariZen folder (``config.toml`` + ``pytorch_model.bin``, see :mod:`.upstream`);
+    - a ``.onnx`` file written by ``diarizen-lab export``: an
+      :class:`~diarizen_lab.export.onnx.OnnxSegmentationModel` run by onnxruntime on CPU;
     - a store asset name or Hugging Face cache tree holding either (``checkpoint_dir``: the store).
     """
     from diarizen_lab.models import io
@@ -50,4 +52,8 @@ def load_model(
     path = locate_model(path_or_name, checkpoint_dir)
     if is_released_model(path):
         return load_released_model(path, map_location, checkpoint_dir)
-    return io.load_model(path, map_location)
+    if path.suffix == ".onnx":
+        from diarizen_lab.export.onnx import OnnxSegmentationModel  # optional [export] extra
+
+        return OnnxSegmentationModel(path)
+    return io.load_model_file(path, map_location)

@@ -156,8 +156,6 @@ def allowed_architecture(path: str) -> type:
 
     Raises :class:`ValueError` naming ``path`` otherwise.
     """
-    from pyannote.audio import Model
-
     if not path.startswith(ARCHITECTURE_PACKAGES) or ".." in path:
         allowed = ", ".join(f"{package}*" for package in ARCHITECTURE_PACKAGES)
         raise ValueError(f"architecture {path!r} is not in an allowed package ({allowed})")
@@ -168,18 +166,14 @@ def allowed_architecture(path: str) -> type:
     return target
 
 
-def load_model(path_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model stored in a checkpoint (see :func:`find_model_file`) with its weights, in eval mode.
+def load_model_file(path_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model stored in one of our checkpoints (see :func:`find_model_file`) with its weights, in eval
+    mode. Callers that accept any model argument use :func:`diarizen_lab.models.load_model`.
 
     The state dict must match the architecture exactly; otherwise the error lists the missing, unexpected and
-    mis-shaped entries. A ``.onnx`` file (``diarizen-lab export``) loads as an
-    :class:`~diarizen_lab.export.onnx.OnnxSegmentationModel` run by onnxruntime on CPU.
+    mis-shaped entries.
     """
     path = find_model_file(path_or_dir)
-    if path.suffix == ".onnx":
-        from diarizen_lab.export.onnx import OnnxSegmentationModel  # optional [export] extra
-
-        return OnnxSegmentationModel(path)
     checkpoint = load_checkpoint(path, map_location=map_location)
     try:
         model = build_model(checkpoint["model"])

@@ -251,11 +251,11 @@ def write_pruned(
 
     ``teacher``: the WavLM file the sparsity is relative to (default: the student's own architecture).
     """
-    from diarizen_lab.models.io import find_model_file, load_model
+    from diarizen_lab.models.io import find_model_file, load_model_file
     from diarizen_lab.models.wavlm.formats import load_wavlm_checkpoint, save_wavlm
 
     source = find_model_file(checkpoint)
-    student = load_model(source)
+    student = load_model_file(source)
     if not isinstance(student, PruningStudent):
         raise DiarizenLabError(
             f"{source} holds a {type(student).__name__}, not a PruningStudent: pass a distill-prune checkpoint"

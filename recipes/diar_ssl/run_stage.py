@@ -1,9 +1,11 @@
 """The whole supervised recipe, stage by stage: data -> train -> average -> diarize -> score + report.
 
-Training and averaging call the library (:func:`~diarizen_lab.training.recipe.train`,
-:func:`~diarizen_lab.training.run_dir.average_checkpoints`); data preparation, diarization, scoring and the report
-print the ``diarizen-lab`` command they run. Each stage skips work whose output already exists and can be run
-alone (``--stage N --stop-stage N``), so an interrupted recipe is resumed by running it again.
+Every stage calls the library (:func:`~diarizen_lab.training.recipe.train`,
+:func:`~diarizen_lab.training.run_dir.average_checkpoints`,
+:func:`~diarizen_lab.evaluation.diarize.diarize_recordings`, :func:`~diarizen_lab.evaluation.score.score_files`,
+:func:`~diarizen_lab.evaluation.report.write_report`); :func:`run_stages` is the recipe, which the pruning recipe
+runs too. Each stage skips work whose output already exists and can be run alone (``--stage N --stop-stage N``),
+so an interrupted recipe is resumed by running it again.
 
   1 data      prepare train/dev/test data dirs (synthetic corpus, or AMI / AISHELL-4 / AliMeeting from local copies)
   2 train     train the model of the config (resumes from the latest checkpoint if there is one)
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from diarizen_lab.cli import report_errors
@@ -41,13 +44,19 @@ from diarizen_lab.cli.average import print_record
 from diarizen_lab.data.corpora.aishell4 import prepare_aishell4
 from diarizen_lab.data.corpora.alimeeting import prepare_alimeeting
 from diarizen_lab.data.corpora.ami import prepare_ami
+from diarizen_lab.cli.diarize import recordings
+from diarizen_lab.config import load_config
 from diarizen_lab.data.synth import synthesize_corpus
+from diarizen_lab.evaluation.diarize import diarize_recordings
+from diarizen_lab.evaluation.pipeline import DiarizationConfig
+from diarizen_lab.evaluation.report import read_score, write_report
+from diarizen_lab.evaluation.score import score_files, write_score_report
 from diarizen_lab.training.recipe import load_training_config, train
 from diarizen_lab.training.run_dir import METRICS_FILE, average_checkpoints, read_metrics
-from diarizen_lab.utils.commands import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
-COLLARS = ("0", "0.25")
+COLLARS = (0.0, 0.25)
+DIARIZATION = REPO / "conf" / "diarization" / "fbank_stats_ahc.toml"
 
 
 def prepare_data(corpus: str, corpus_root: Path | None, data_root: Path) -> None:
@@ -97,6 +106,68 @@ def save_untrained(config, path: Path) -> None:
     save_model(path, model, meta={"note": "untrained: initial weights of the config"})
 
 
+def run_stages(
+    config_file: Path,
+    first: int = 1,
+    last: int = 5,
+    *,
+    corpus: str = "synth",
+    corpus_root: Path | None = None,
+    average: int = 3,
+    diarization: Path = DIARIZATION,
+    test_sets: Sequence[str] = ("dev", "test"),
+    require_learning: float | None = None,
+    with_untrained: bool = False,
+) -> None:
+    """Run stages ``first`` to ``last`` (see the module documentation) of the training config ``config_file``."""
+    run = lambda stage: first <= stage <= last  # noqa: E731
+
+    config = load_training_config(config_file)
+    run_dir = config["meta"].run_dir
+    data_root = config["train_dataset"].args["data_dir"].parent
+    monitor = config["checkpoint"].monitor
+    averaged = run_dir / f"avg_best_{average}.pt"
+
+    if run(1):
+        prepare_data(corpus, corpus_root, data_root)
+    if run(2):
+        print(f"+ train {config_file} (resuming from the latest checkpoint if there is one)", flush=True)
+        train(config, resume=True)
+        if require_learning is not None:
+            check_learning(run_dir, monitor, require_learning)
+    models = [averaged]
+    if run(3):
+        record = average_checkpoints(
+            run_dir, averaged, metric=monitor, mode="best", n=average, metric_mode=config["checkpoint"].mode
+        )
+        print_record(record, averaged)
+    if with_untrained:
+        models.append(run_dir / "untrained.pt")
+        if run(3):
+            save_untrained(config, models[-1])
+    settings = load_config(diarization, {"diarization": DiarizationConfig})["diarization"]
+    scores = []
+    for model, test_set in itertools.product(models, test_sets):
+        data_dir = data_root / test_set
+        out = run_dir / "infer" / model.stem / test_set
+        if run(4):
+            print(f"+ diarize {data_dir} with {model}", flush=True)
+            written = diarize_recordings(model, recordings(data_dir / "wav.scp"), out / "rttm", settings,
+                                         skip_existing=True)
+            print(f"wrote {len(written)} RTTM file(s) to {out / 'rttm'}")
+        for collar in COLLARS:
+            score = out / f"score_collar{collar:g}.json"
+            if run(5):
+                uem = data_dir / "uem" if (data_dir / "uem").exists() else None
+                print(f"+ score {out / 'rttm'} at collar {collar:g} -> {score}", flush=True)
+                write_score_report(score, score_files(data_dir / "rttm", out / "rttm", uem, collar=collar))
+                scores.append(read_score(f"{test_set} ({model.stem})", score))
+    if run(5):
+        markdown, chart = write_report(config["meta"].name, scores, run_dir / "results.md")
+        print(markdown.read_text(), end="")
+        print(f"wrote {markdown} and {chart}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-C", "--config", type=Path, required=True, help="training config (TOML)")
@@ -105,7 +176,7 @@ def main() -> None:
     parser.add_argument("--stage", type=int, default=1)
     parser.add_argument("--stop-stage", type=int, default=5)
     parser.add_argument("--average", type=int, default=3, metavar="N", help="number of best epochs to average")
-    parser.add_argument("--diarization", type=Path, default=REPO / "conf" / "diarization" / "fbank_stats_ahc.toml")
+    parser.add_argument("--diarization", type=Path, default=DIARIZATION)
     parser.add_argument("--test-sets", nargs="+", default=["dev", "test"])
     parser.add_argument(
         "--require-learning", type=float, default=None, metavar="RATIO",
@@ -117,47 +188,11 @@ def main() -> None:
         help="also diarize and score the untrained model (same seed and architecture), as a reference point",
     )
     args = parser.parse_args()
-    run = lambda stage: args.stage <= stage <= args.stop_stage  # noqa: E731
-
-    config = load_training_config(args.config)
-    run_dir = config["meta"].run_dir
-    data_root = config["train_dataset"].args["data_dir"].parent
-    monitor = config["checkpoint"].monitor
-    averaged = run_dir / f"avg_best_{args.average}.pt"
-
-    if run(1):
-        prepare_data(args.corpus, args.corpus_root, data_root)
-    if run(2):
-        print(f"+ train {args.config} (resuming from the latest checkpoint if there is one)", flush=True)
-        train(config, resume=True)
-        if args.require_learning is not None:
-            check_learning(run_dir, monitor, args.require_learning)
-    models = [averaged]
-    if run(3):
-        record = average_checkpoints(
-            run_dir, averaged, metric=monitor, mode="best", n=args.average, metric_mode=config["checkpoint"].mode
-        )
-        print_record(record, averaged)
-    if args.with_untrained:
-        models.append(run_dir / "untrained.pt")
-        if run(3):
-            save_untrained(config, models[-1])
-    scores = []
-    for model, test_set in itertools.product(models, args.test_sets):
-        data_dir = data_root / test_set
-        out = run_dir / "infer" / model.stem / test_set
-        if run(4):
-            run_cli("diarize", "-c", model, "-i", data_dir / "wav.scp", "-o", out / "rttm",
-                         "--config", args.diarization, "--skip-existing")
-        for collar in COLLARS:
-            score = out / f"score_collar{collar}.json"
-            if run(5):
-                uem = ["-u", data_dir / "uem"] if (data_dir / "uem").exists() else []
-                run_cli("score", "-r", data_dir / "rttm", "-s", out / "rttm", *uem, "--collar", collar,
-                             "-o", score)
-            scores.append(f"{test_set} ({model.stem})={score}")
-    if run(5):
-        run_cli("report", "-o", run_dir / "results.md", "--title", config["meta"].name, *scores)
+    run_stages(
+        args.config, args.stage, args.stop_stage, corpus=args.corpus, corpus_root=args.corpus_root,
+        average=args.average, diarization=args.diarization, test_sets=args.test_sets,
+        require_learning=args.require_learning, with_untrained=args.with_untrained,
+    )
 
 
 if __name__ == "__main__":

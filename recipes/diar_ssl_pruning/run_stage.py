@@ -1,6 +1,7 @@
 """Fine-tune before pruning (DiariZen's recipe), stage by stage.
 
-Each stage calls the library (training, averaging, extraction and pruning) or the supervised stage recipe, and
+Each stage calls the library (training, averaging, extraction and pruning) or the supervised recipe's
+:func:`run_stages` (recipes/diar_ssl/run_stage.py), and
 skips work whose output exists, so running the recipe again resumes it; ``--stage N --stop-stage M`` runs a
 part. It runs from any working directory: the configs' paths are relative to their ``[meta] root``.
 
@@ -34,6 +35,7 @@ training stages run on GPUs under ``accelerate launch``, see run_distill_prune.p
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -44,10 +46,16 @@ from diarizen_lab.pruning.apply import write_pruned
 from diarizen_lab.pruning.extract import write_teacher
 from diarizen_lab.training.recipe import load_training_config, train
 from diarizen_lab.training.run_dir import average_checkpoints
-from diarizen_lab.utils.commands import run_logged
 
 REPO = Path(__file__).resolve().parents[2]
-SUPERVISED = REPO / "recipes" / "diar_ssl" / "run_stage.py"
+
+
+def supervised_recipe():
+    """The supervised recipe (recipes/diar_ssl/run_stage.py) as a module, wherever this one is run from."""
+    spec = importlib.util.spec_from_file_location("diar_ssl_run_stage", REPO / "recipes" / "diar_ssl" / "run_stage.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> None:
@@ -65,7 +73,8 @@ def main() -> None:
     parser.add_argument("--average", type=int, default=2, metavar="N",
                         help="student checkpoints averaged after the loss peak (default 2)")
     parser.add_argument("--redistill", action="store_true", help="run stage 5 (further distillation)")
-    parser.add_argument("--diarization", type=Path, default=REPO / "conf" / "diarization" / "fbank_stats_ahc.toml")
+    supervised = supervised_recipe()
+    parser.add_argument("--diarization", type=Path, default=supervised.DIARIZATION)
     args = parser.parse_args()
     run = lambda stage: args.stage <= stage <= args.stop_stage  # noqa: E731
 
@@ -79,10 +88,10 @@ def main() -> None:
 
     finetuned = args.finetuned
     if finetuned is None:
-        supervised = load_training_config(args.teacher_config)["meta"].run_dir
-        finetuned = supervised / "avg_best_3.pt"
+        finetuned = load_training_config(args.teacher_config)["meta"].run_dir / "avg_best_3.pt"
         if run(1) and not finetuned.exists():
-            run_logged(sys.executable, SUPERVISED, "-C", args.teacher_config, "--stop-stage", "3")
+            print(f"+ supervised recipe, stages 1-3: {args.teacher_config}", flush=True)
+            supervised.run_stages(args.teacher_config, 1, 3, average=3)
     if run(2):
         if teacher.exists():
             print(f"stage 2: {teacher} exists, skipped")
@@ -110,7 +119,8 @@ def main() -> None:
         print(f"+ train {finetune_config} on {final}", flush=True)
         train(load_training_config(finetune_config, [f'model.args.wavlm_checkpoint="{final}"']), resume=True)
     if run(7):
-        run_logged(sys.executable, SUPERVISED, "-C", finetune_config, "--stage", "3", "--diarization", args.diarization)
+        print(f"+ supervised recipe, stages 3-5: {finetune_config}", flush=True)
+        supervised.run_stages(finetune_config, 3, 5, diarization=args.diarization)
 
 
 if __name__ == "__main__":

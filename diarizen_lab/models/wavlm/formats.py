@@ -25,7 +25,6 @@ the file lacks, and any shape mismatch raise :class:`~diarizen_lab.errors.InputE
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import pickle
@@ -43,6 +42,7 @@ from diarizen_lab.models.wavlm.config import STANDARD_CONV_LAYERS, WavLMConfig
 from diarizen_lab.models.wavlm.model import WavLM
 from diarizen_lab.models.wavlm.upstream import is_upstream_config, wavlm_from_upstream
 from diarizen_lab.utils.atomic import atomic_path
+from diarizen_lab.utils.torch_files import UnsafePickleError, load_torch_file
 
 FORMAT = "diarizen_lab.wavlm/1"
 HF_CONFIG = "config.json"
@@ -245,18 +245,14 @@ def _read(path: Path) -> Any:
         except (SafetensorError, OSError, ValueError) as error:
             raise _corrupt(path, error) from None
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Weights only load failed" in str(error):
-            raise InputError(
-                "checkpoint contains Python objects other than tensors and plain containers; it is not "
-                "unpickled, for safety",
-                path=path,
-                fix="in a trusted environment, re-save it with its cfg converted to a dict",
-            ) from None
-        raise _corrupt(path, error) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        return load_torch_file(path)
+    except UnsafePickleError as error:
+        raise InputError(
+            f"WavLM checkpoint refused as unsafe: {error.detail}",
+            path=path,
+            fix="in a trusted environment, re-save it as plain weights (its cfg converted to a dict)",
+        ) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
         raise _corrupt(path, error) from None
 
 
@@ -273,7 +269,7 @@ def _from_diarizen_lab(content: Mapping[str, Any], path: Path) -> tuple[WavLMCon
         raise InputError(
             f"unsupported checkpoint format {content['format']!r} (expected {FORMAT!r})",
             path=path,
-            fix="a diarizen_lab model checkpoint is read with diarizen_lab.models.io.load_model",
+            fix="a diarizen_lab model checkpoint is read with diarizen_lab.models.load_model",
         )
     try:
         config = WavLMConfig.from_dict(dict(content["config"]))
