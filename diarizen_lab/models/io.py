@@ -156,6 +156,8 @@ def allowed_architecture(path: str) -> type:
 
     Raises :class:`ValueError` naming ``path`` otherwise.
     """
+    from pyannote.audio import Model
+
     if not path.startswith(ARCHITECTURE_PACKAGES) or ".." in path:
         allowed = ", ".join(f"{package}*" for package in ARCHITECTURE_PACKAGES)
         raise ValueError(f"architecture {path!r} is not in an allowed package ({allowed})")
