@@ -123,6 +123,18 @@ def test_doctor_fails_when_offline_mode_is_disabled(tmp_path):
     assert "[!!] HF_HUB_OFFLINE" in result.stdout
 
 
+def test_doctor_checks_the_assets_a_diarization_config_loads(tmp_path):
+    """VBx loads the embedding model and the PLDA from the store; fbank-stats with AHC loads nothing."""
+    conf = Path(__file__).resolve().parents[1] / "conf" / "diarization"
+    store = tmp_path / "checkpoints"
+    result = run_cli("doctor", "--checkpoint-dir", str(store), "-C", str(conf / "wespeaker_vbx.toml"))
+    assert result.returncode == 1
+    assert "[!!] wespeaker-resnet34-lm" in result.stdout and "[!!] plda" in result.stdout
+    result = run_cli("doctor", "--checkpoint-dir", str(store), "-C", str(conf / "fbank_stats_ahc.toml"))
+    assert "assets needed by" in result.stdout and ": none" in result.stdout
+    assert result.returncode == 0, result.stdout
+
+
 def test_doctor_checks_the_assets_a_config_needs(tmp_path):
     """The assets are the config's values of arguments typed as assets (here [model] wavlm_checkpoint)."""
     config = Path(__file__).resolve().parents[1] / "conf" / "wavlm_updated_conformer.toml"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import os
@@ -25,7 +24,6 @@ from diarizen_lab.store import (
     default_checkpoint_dir,
     load_manifest,
     repair_tree,
-    required_assets,
     resolve_asset,
     verify_store,
 )
@@ -537,27 +535,3 @@ def test_materialize_replaces_symlinks_by_hard_links(store_root, wavlm_cache):
 # Assets a config refers to
 
 
-@dataclasses.dataclass
-class FakeBlock:
-    path: str
-    args: dict
-
-
-def test_required_assets_walks_nested_config(tmp_path):
-    existing = torch_file(tmp_path / "local.pt")
-    config = {
-        "model": FakeBlock("x.Model", {"wavlm_checkpoint": "wavlm-base-plus", "layers": 4, "wavlm": "wavlm_tiny"}),
-        "pipeline": {
-            "embedding": "wespeaker-resnet34-lm",
-            "plda": {"checkpoint": "pyannote/speaker-diarization-community-1", "subfolder": "plda"},
-            "segmentation_checkpoint": str(existing),
-        },
-        "trainer": {"checkpoint_dir": "exp/x/checkpoints", "save_checkpoint": True, "checkpoint_every": 100},
-        "averaging": [{"init_checkpoint": tmp_path / "absent.pt"}, {"embedding": "wespeaker-resnet34-lm"}],
-    }
-    assert required_assets(config) == [
-        "wavlm-base-plus",
-        "wespeaker-resnet34-lm",
-        "pyannote/speaker-diarization-community-1/plda",
-        str(tmp_path / "absent.pt"),
-    ]

@@ -56,13 +56,13 @@ def _is_diarization_config(path: Path) -> bool:
 
 
 def _report_diarization_assets(store: Any, config_path: Path) -> int:
-    """The embedding and PLDA of a ``[diarization]`` config (its fields are plain names, not typed assets)."""
+    """The store assets a ``[diarization]`` config's pipeline loads (:meth:`DiarizationConfig.store_assets`)."""
     from diarizen_lab.config import load_config
     from diarizen_lab.evaluation.pipeline import DiarizationConfig
-    from diarizen_lab.store import AssetNotFoundError, required_assets
+    from diarizen_lab.store import AssetNotFoundError
 
-    settings = load_config(config_path, {"diarization": DiarizationConfig})
-    needed = required_assets(settings)
+    settings = load_config(config_path, {"diarization": DiarizationConfig})["diarization"]
+    needed = settings.store_assets()
     print(f"assets needed by {config_path}: {', '.join(needed) or 'none'}")
     problems = 0
     for name in needed:

@@ -50,7 +50,7 @@ from diarizen_lab.data.frames import require_receptive_field
 from diarizen_lab.errors import DiarizenLabError, InputError
 from diarizen_lab.evaluation.audio import load_audio
 from diarizen_lab.evaluation.clustering import AHC_CRITERIA, AgglomerativeClustering, VBxClustering
-from diarizen_lab.evaluation.embedding import DEFAULT_EMBEDDING, load_embedding
+from diarizen_lab.evaluation.embedding import DEFAULT_EMBEDDING, FBANK_STATS, load_embedding
 
 CLUSTERING = {"ahc": "AgglomerativeClustering", "vbx": "VBxClustering"}
 PLDA_FILES = ("xvec_transform.npz", "plda.npz")
@@ -118,6 +118,14 @@ class DiarizationConfig:
     max_speakers: int | None = 20
     channel: int | None = None
     """Audio channel to diarize (0-based); ``None`` averages all channels."""
+
+    def store_assets(self) -> list[str]:
+        """Names of the checkpoint-store assets this pipeline loads: the speaker-embedding model (unless
+        ``fbank-stats``) and, for ``vbx``, the PLDA; a name that is an existing local path is no store asset."""
+        names = [] if self.embedding == FBANK_STATS else [self.embedding]
+        if self.clustering == "vbx":
+            names.append(self.plda)
+        return [name for name in names if not Path(name).exists()]
 
     def __post_init__(self) -> None:
         if self.clustering not in CLUSTERING:

@@ -13,7 +13,6 @@ from diarizen_lab.store.checks import FileCheck, Status, check_file
 from diarizen_lab.store.hfcache import default_hf_cache
 from diarizen_lab.store.manifest import MANIFEST_NAME, ManifestEntry, load_manifest
 from diarizen_lab.store.repair import RepairAction, repair_tree
-from diarizen_lab.store.requirements import required_assets
 from diarizen_lab.store.store import (
     KNOWN_ASSETS,
     Asset,
@@ -44,7 +43,6 @@ __all__ = [
     "default_hf_cache",
     "load_manifest",
     "repair_tree",
-    "required_assets",
     "resolve_asset",
     "verify_store",
 ]
