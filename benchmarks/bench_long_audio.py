@@ -10,7 +10,10 @@ from 1 h to 4 h once the 3 extra hours of float32 waveform (0.64 GiB) are taken 
 Models (random weights, real sizes where it matters): the ResNet34 that pyannote.audio builds, and for the
 CPU runs the tiny WavLM-Conformer as segmentation model (its memory and time are small next to the rest); the
 cost of a Base+ and of an s80 window is measured separately and the full-model time is extrapolated from it
-(labelled so).
+(labelled so). Segmentation windows are 8 s (the released models' chunk). A random-weight model finds few
+speakers, hence few embeddings to cluster; ``--model`` takes a trained segmentation model file instead (the
+demo's ``exp/tiny_wavlm_conformer/avg_best_3.pt`` keeps about 7,500 embeddings per hour of the loop), for
+clustering times at a realistic number of embeddings.
 
 How a 2-core machine runs 7.5 hours of audio at step 0.1 (about 34,000 ResNet34 windows, ~1 s each): the
 audio is a loop whose period is a whole number of segmentation steps, so every window after the first period
@@ -22,9 +25,11 @@ only the first run computes the whole loop. Memory is not extrapolated: every ar
 run's, and the models' own activations do occur at the run's peak: each run computes its last segmentation
 batch for real (pyannote's list of outputs is then largest) and its last embedding batch (embeddings fill a
 preallocated array, so every batch sees the full-size state). Time is: a stage's measured seconds plus, for
-each replayed window, the mean seconds the model took per computed window (``extrapolated``).
+each replayed window, the mean seconds the model took per computed window (``extrapolated``). ``--no-replay``
+computes every window, to check that replaying changes no memory figure.
 
     python benchmarks/bench_long_audio.py [--hours 0.5 1 2 4] [--vbx-hours 1] [--threads 2] [--json out.json]
+    python benchmarks/bench_long_audio.py --model exp/tiny_wavlm_conformer/avg_best_3.pt   # after make demo
     python benchmarks/bench_long_audio.py --device cuda     # real-size models, 1 h, no replay (exit 77 on CPU)
 """
 
@@ -73,18 +78,18 @@ class Memo:
     rest, so every run still holds the model's activations at its peak.
     """
 
-    def __init__(self, compute, path: Path, num_windows: int, force_real_last: int):
-        self.compute, self.path = compute, path
+    def __init__(self, compute, path: Path, num_windows: int, force_real_last: int, replay: bool = True):
+        self.compute, self.path, self.replay = compute, path, replay
         self.force_real_after = max(0, num_windows - force_real_last)
         self.cache: dict[bytes, np.ndarray] = {}
-        if path.is_file():
+        if replay and path.is_file():
             with np.load(path) as stored:
                 self.cache = {bytes.fromhex(key): stored[key] for key in stored.files}
         self.windows = self.computed = 0
         self.seconds = 0.0
 
     def __call__(self, keys: list[bytes], *inputs) -> list[np.ndarray]:
-        forced = self.windows + len(keys) > self.force_real_after
+        forced = not self.replay or self.windows + len(keys) > self.force_real_after
         self.windows += len(keys)
         missing = [i for i, key in enumerate(keys) if forced or key not in self.cache]
         if missing:
@@ -92,12 +97,15 @@ class Memo:
             outputs = np.asarray(self.compute(*(x[missing] for x in inputs)))
             self.seconds += time.perf_counter() - start
             self.computed += len(missing)
+            if not self.replay:
+                return list(outputs)
             for i, output in zip(missing, outputs):
                 self.cache.setdefault(keys[i], output)
         return [self.cache[key] for key in keys]
 
     def save(self) -> None:
-        np.savez(self.path, **{key.hex(): value for key, value in self.cache.items()})
+        if self.replay:
+            np.savez(self.path, **{key.hex(): value for key, value in self.cache.items()})
 
     @property
     def replay_seconds(self) -> float:
@@ -114,13 +122,14 @@ def digest(*arrays) -> bytes:
     return hashlib.blake2b(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays), digest_size=16).digest()
 
 
-def memoize_models(pipeline, cache: Path, num_windows: int) -> tuple[Memo, Memo]:
-    """Route the segmentation model's forward and the pipeline's ``embed_chunks`` through :class:`Memo`."""
+def memoize_models(pipeline, cache: Path, num_windows: int, replay: bool = True) -> tuple[Memo, Memo]:
+    """Route the segmentation model's forward and the pipeline's ``embed_chunks`` through :class:`Memo`
+    (``replay=False``: every window computed, the memos only time the model calls)."""
     import torch
 
     model, config = pipeline._segmentation.model, pipeline.config
     segmentation = Memo(lambda w: type(model).forward(model, w).numpy(), cache / "segmentation.npz", num_windows,
-                        force_real_last=config.segmentation_batch_size)
+                        force_real_last=config.segmentation_batch_size, replay=replay)
 
     def forward(waveforms: torch.Tensor) -> torch.Tensor:
         keys = [digest(w.numpy()) for w in waveforms]
@@ -128,7 +137,8 @@ def memoize_models(pipeline, cache: Path, num_windows: int) -> tuple[Memo, Memo]
 
     model.forward = forward
     windows_per_batch = max(1, config.embedding_batch_size // len(model.specifications.classes))
-    embeddings = Memo(pipeline.embed_chunks, cache / "embeddings.npz", num_windows, force_real_last=windows_per_batch)
+    embeddings = Memo(pipeline.embed_chunks, cache / "embeddings.npz", num_windows, force_real_last=windows_per_batch,
+                      replay=replay)
 
     def embed_chunks(waveforms: torch.Tensor, masks: np.ndarray) -> np.ndarray:
         keys = [digest(w.numpy(), m) for w, m in zip(waveforms, masks)]
@@ -207,15 +217,20 @@ def measure(args: argparse.Namespace, audio: Path, clustering: str, plda: Path |
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cuda = args.device == "cuda"
-    config = dataclasses.replace(DiarizationConfig(), clustering=clustering, plda=str(plda or "plda"))
+    config = dataclasses.replace(DiarizationConfig(), clustering=clustering, plda=str(plda or "plda"),
+                                 window=WINDOW_SECONDS)
     if args.embedding_batch_size:
         config = dataclasses.replace(config, embedding_batch_size=args.embedding_batch_size)
-    model = segmentation_model(args.segmentation if cuda else "tiny")
+    if args.model:
+        from diarizen_lab.models import load_model
+
+        model = load_model(args.model)
+    else:
+        model = segmentation_model(args.segmentation if cuda else "tiny")
     pipeline = build_pipeline(model, config, embedding=WeSpeakerResNet34().eval(), device=args.device)
     duration = sf.info(str(audio)).duration
-    step = config.step_ratio * WINDOW_SECONDS
-    num_windows = int((duration - WINDOW_SECONDS) // step) + 1
-    memos = None if cuda else memoize_models(pipeline, cache, num_windows)
+    num_windows = int((duration - WINDOW_SECONDS) // (config.step_ratio * WINDOW_SECONDS)) + 1
+    memos = None if cuda else memoize_models(pipeline, cache, num_windows, replay=not args.no_replay)
     marks = time_stages(pipeline)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     start = time.perf_counter()
@@ -239,7 +254,7 @@ def measure(args: argparse.Namespace, audio: Path, clustering: str, plda: Path |
         "rss_before_diarization_gib": rss_before,
     }
     if cuda:
-        run["segmentation_model"] = args.segmentation
+        run["segmentation_model"] = str(args.model) if args.model else args.segmentation
         run["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     else:
         segmentation, embeddings = memos
@@ -259,6 +274,10 @@ def run_child(args: argparse.Namespace, audio: Path, clustering: str, plda: Path
     command = [sys.executable, __file__, "--child", str(audio), clustering, str(plda or ""), str(audio.parent),
                "--threads", str(args.threads), "--device", args.device, "--segmentation", args.segmentation,
                "--embedding-batch-size", str(args.embedding_batch_size or 0)]
+    if args.model:
+        command += ["--model", str(args.model)]
+    if args.no_replay:
+        command.append("--no-replay")
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{clustering} on {audio.name} failed:\n{done.stderr[-4000:]}")
@@ -326,6 +345,11 @@ def main() -> None:
     parser.add_argument("--segmentation", default="base_plus", choices=("base_plus", "s80"), help=argparse.SUPPRESS)
     parser.add_argument("--embedding-batch-size", type=int, default=0,
                         help="override DiarizationConfig's embedding_batch_size (default: keep it)")
+    parser.add_argument("--model", type=Path,
+                        help="a trained segmentation model file instead of the random-weight tiny one (e.g. the "
+                             "demo's exp/tiny_wavlm_conformer/avg_best_3.pt: realistic speakers per window)")
+    parser.add_argument("--no-replay", action="store_true",
+                        help="compute every window (no memo): hours of CPU time, to check the replayed runs' memory")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--child", nargs=4, metavar=("AUDIO", "CLUSTERING", "PLDA", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -347,10 +371,11 @@ def main() -> None:
         folder = Path(tmp)
         loop = write_loop(folder, args.loop_minutes, step_samples)
         plda = write_random_plda(folder / "plda")
-        print(f"settings: DiarizationConfig() defaults, {args.threads} threads, {args.device}; "
+        print(f"settings: DiarizationConfig() defaults, 8 s windows, {args.threads} threads, {args.device}, "
+              f"segmentation {args.model or 'tiny (random weights)'}{', no replay' if args.no_replay else ''}; "
               f"loop of {len(loop) / SAMPLE_RATE:.0f} s", flush=True)
         plan = [("ahc", hours) for hours in args.hours] + [("vbx", hours) for hours in args.vbx_hours]
-        models = ("base_plus", "s80") if args.device == "cuda" else ("tiny",)
+        models = ("base_plus", "s80") if args.device == "cuda" and not args.model else ("tiny",)
         for clustering, hours in plan:
             audio = folder / f"meeting_{hours:g}h.wav"
             sf.write(audio, np.resize(loop, round(hours * 3600 * SAMPLE_RATE)), SAMPLE_RATE, subtype="PCM_16")
@@ -376,9 +401,11 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({
             "benchmark": "long_audio", "results": results,
-            "settings": {"config": "DiarizationConfig() defaults", "segmentation": "tiny (CPU)",
+            "settings": {"config": "DiarizationConfig() defaults, 8 s windows",
+                         "segmentation": str(args.model) if args.model else "tiny, random weights (CPU)",
                          "embedding": "WeSpeaker ResNet34, random weights", "threads": args.threads,
-                         "device": args.device, "loop_seconds": len(loop) / SAMPLE_RATE},
+                         "device": args.device, "loop_seconds": len(loop) / SAMPLE_RATE,
+                         "replayed": not args.no_replay},
             "window_seconds": window_costs, "runs": runs,
         }, indent=2) + "\n")
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from pyannote.audio import Inference
 from pyannote.audio.models.embedding import WeSpeakerResNet34
 from pyannote.audio.pipelines import SpeakerDiarization
 
 from diarizen_lab.evaluation.clustering import AgglomerativeClustering, VBxClustering
-from diarizen_lab.evaluation.pipeline import DiarizationConfig, build_pipeline
+from diarizen_lab.evaluation.pipeline import DiarizationConfig, SegmentationInference, build_pipeline
 from test_pipeline import SAMPLE, SMOKE, pyannet, write_plda
 
 UPSTREAM_CONFIG = Path(__file__).resolve().parents[1].parent / "shared" / "upstream-fixtures" / "base_tiny" / "config.toml"
@@ -82,6 +83,42 @@ def test_embeddings_equal_pyannotes_with_one_pass_per_window(sample_file, embedd
     theirs = SpeakerDiarization.get_embeddings(pipeline, sample_file, segmentations, exclude_overlap=True)
     assert ours.dtype == np.float32 and ours.shape == theirs.shape == (3, 3, pipeline._embedding.dimension)
     assert np.allclose(ours, theirs, atol=1e-5, equal_nan=True)
+
+
+def test_segmentation_batches_fill_one_array_with_pyannotes_values(sample_file, monkeypatch):
+    waveform = sample_file["waveform"][:, : 16000 * 7 + 1234]  # a last, zero-padded chunk
+    file = {**sample_file, "waveform": waveform}
+    pipeline = build_pipeline(pyannet(duration=2.0), dataclasses.replace(SMOKE, segmentation_batch_size=4))
+    assert isinstance(pipeline._segmentation, SegmentationInference)
+    batches = []
+    original = SegmentationInference.infer
+
+    def recorded(self, chunks):
+        batches.append(original(self, chunks))
+        return batches[-1]
+
+    monkeypatch.setattr(SegmentationInference, "infer", recorded)
+    inference = pipeline._segmentation
+    ours = inference(file)
+    theirs = Inference(inference.model, duration=inference.duration, step=inference.step, skip_aggregation=True,
+                       batch_size=4)(file)
+    assert ours.data.shape == theirs.data.shape == (27, 115, 3) and len(batches) == 8  # 26 chunks + the last
+    assert np.array_equal(ours.data, theirs.data)
+    assert all(batch.base is batches[0].base is not None for batch in batches)  # views of one array
+    assert inference._outputs is None  # released with the recording
+
+
+def test_resnet_frames_are_computed_one_window_at_a_time_on_cpu(sample_file, monkeypatch):
+    torch.manual_seed(0)
+    model = WeSpeakerResNet34().eval()
+    config = dataclasses.replace(SMOKE, embedding="fbank-stats", step_ratio=0.5, embedding_batch_size=6)
+    pipeline = build_pipeline(pyannet(duration=4.0), config, embedding=model)
+    segmentations = pipeline.get_segmentations(sample_file)
+    batch_sizes = []
+    forward_frames = model.forward_frames
+    monkeypatch.setattr(model, "forward_frames", lambda w: batch_sizes.append(len(w)) or forward_frames(w))
+    pipeline.get_embeddings(sample_file, segmentations, exclude_overlap=True)
+    assert batch_sizes == [1, 1, 1]  # 3 windows in 2 batches (2 windows of 3 local speakers per batch)
 
 
 def test_float32_reconstruction_equals_pyannotes(sample_file):

@@ -82,10 +82,10 @@ class DiarizationConfig:
     segmentation_batch_size: int = 32
     """Windows per segmentation forward pass (on CPU, 32 Base+ windows peak about 1 GiB above one window)."""
     embedding_batch_size: int = 32
-    """(window, local speaker) embeddings per speaker-embedding forward pass, as in pyannote.audio and upstream's
-    ``batch_size``. A WeSpeaker ResNet computes each window's frame features once for all its speakers, so a
-    pass covers ``embedding_batch_size // local speakers`` windows (8 for 4 local speakers: 0.4 GiB on CPU;
-    8 embeddings, 2 windows, took 0.24 GiB off the peak at 1 h, ``benchmarks/results.md``)."""
+    """(window, local speaker) embeddings per speaker-embedding batch, as in pyannote.audio and upstream's
+    ``batch_size``. A WeSpeaker ResNet computes each window's frame features once for all its local speakers, so a
+    batch covers ``embedding_batch_size // local speakers`` windows (8 for 4 local speakers); on a GPU they go
+    through the ResNet together, on CPU one at a time (faster there, and one window's activations instead of 8)."""
     embedding_exclude_overlap: bool = True
     """Extract each speaker's embedding from the frames where it speaks alone (when there are enough of them)."""
     min_active_ratio: float = 0.1
@@ -190,6 +190,41 @@ class UnusedPLDA(PLDA):
         raise RuntimeError("this pipeline's clustering does not use a PLDA")
 
 
+class SegmentationInference(Inference):
+    """pyannote.audio's sliding-window ``Inference`` with the outputs of all of a recording's batches in one array.
+
+    pyannote keeps each batch's output as its own small array until it stacks them after the last batch.
+    Allocated between the much larger temporary buffers of the forward passes, those small arrays keep the C
+    allocator from reusing or returning the memory around them: at a 10 % step, 4 h of audio ended the
+    segmentation stage with 0.4-0.6 GiB more resident than the outputs need, varying from run to run. Here each
+    batch's output is copied into one array allocated for the whole recording on the first batch, and the list
+    pyannote stacks holds views of it: the same values, one allocation.
+    """
+
+    _outputs: np.ndarray | None = None
+    _filled: int = 0
+    _capacity: int = 0
+
+    def slide(self, waveform: torch.Tensor, sample_rate: int, hook) -> SlidingWindowFeature:
+        step_samples = round(self.step * sample_rate)
+        self._capacity = waveform.shape[-1] // step_samples + 2  # at least the chunks pyannote slides over
+        try:
+            return super().slide(waveform, sample_rate, hook)
+        finally:
+            self._outputs, self._filled, self._capacity = None, 0, 0
+
+    def infer(self, chunks: torch.Tensor) -> np.ndarray:
+        outputs = super().infer(chunks)
+        if not self._capacity or not isinstance(outputs, np.ndarray):
+            return outputs  # called outside slide, or a model with several outputs
+        if self._outputs is None:
+            self._outputs = np.empty((self._capacity, *outputs.shape[1:]), dtype=outputs.dtype)
+        end = self._filled + len(outputs)
+        self._outputs[self._filled : end] = outputs
+        view, self._filled = self._outputs[self._filled : end], end
+        return view
+
+
 class DiarizationPipeline(SpeakerDiarization):
     """pyannote.audio's ``SpeakerDiarization`` with DiariZen's settings and memory linear in the recording length.
 
@@ -223,14 +258,13 @@ class DiarizationPipeline(SpeakerDiarization):
             )
         window = config.window or segmentation.specifications.duration
         require_receptive_field(segmentation, window, "[diarization] window")
-        if window != segmentation.specifications.duration:
-            self._segmentation = Inference(
-                segmentation,
-                duration=window,
-                step=config.step_ratio * window,
-                skip_aggregation=True,
-                batch_size=config.segmentation_batch_size,
-            )
+        self._segmentation = SegmentationInference(
+            segmentation,
+            duration=window,
+            step=config.step_ratio * window,
+            skip_aggregation=True,
+            batch_size=config.segmentation_batch_size,
+        )
 
     def get_segmentations(self, file, hook=None) -> SlidingWindowFeature:
         segmentations = super().get_segmentations(file, hook=hook)
@@ -279,7 +313,13 @@ class DiarizationPipeline(SpeakerDiarization):
             warnings.simplefilter("ignore")  # as pyannote: the pooling warns when it resamples the weights
             waveforms = waveforms.to(device)
             if hasattr(model, "forward_frames") and hasattr(model, "forward_embedding"):
-                embeddings = model.forward_embedding(model.forward_frames(waveforms), weights=weights)
+                if waveforms.device.type == "cpu":
+                    # one window at a time: on 2 CPU threads a ResNet34 pass over 8 windows takes 0.33 s per
+                    # window and 0.36 GiB, one window 0.21 s and 0.09 GiB (benchmarks/results.md)
+                    frames = torch.cat([model.forward_frames(waveform[None]) for waveform in waveforms])
+                else:
+                    frames = model.forward_frames(waveforms)
+                embeddings = model.forward_embedding(frames, weights=weights)
             else:
                 batch, num_speakers, num_frames = weights.shape
                 repeated = waveforms.repeat_interleave(num_speakers, dim=0)
