@@ -15,7 +15,7 @@ speakers, hence few embeddings to cluster; ``--model`` takes a trained segmentat
 demo's ``exp/tiny_wavlm_conformer/avg_best_3.pt`` keeps about 7,500 embeddings per hour of the loop), for
 clustering times at a realistic number of embeddings.
 
-How a 2-core machine runs 7.5 hours of audio at step 0.1 (about 34,000 ResNet34 windows, ~1 s each): the
+How a 2-core machine runs 7.5 hours of audio at step 0.1 (about 34,000 ResNet34 windows, ~0.2 s each): the
 audio is a loop whose period is a whole number of segmentation steps, so every window after the first period
 has exactly the audio of a window of the first period. Both models memoize their outputs by the bytes of
 their input (the window's samples, and for embeddings its speaker masks too): a repeated window gets the
@@ -23,7 +23,7 @@ output the model gave for the same bytes, which is what the model would compute 
 arrays, clustering and result are those of a full run. The memo is kept on disk from one run to the next, so
 only the first run computes the whole loop. Memory is not extrapolated: every array of every stage is the full
 run's, and the models' own activations do occur at the run's peak: each run computes its last segmentation
-batch for real (pyannote's list of outputs is then largest) and its last embedding batch (embeddings fill a
+batch for real (the segmentation outputs are then largest) and its last embedding batch (embeddings fill a
 preallocated array, so every batch sees the full-size state). Time is: a stage's measured seconds plus, for
 each replayed window, the mean seconds the model took per computed window (``extrapolated``). ``--no-replay``
 computes every window, to check that replaying changes no memory figure.
@@ -245,6 +245,7 @@ def measure(args: argparse.Namespace, audio: Path, clustering: str, plda: Path |
     run = {
         "clustering": clustering, "hours": duration / 3600, "windows": num_windows,
         "embeddings_clustered": marks["embeddings_clustered"], "speakers": len(diarization.labels()),
+        "diarization_digest": hashlib.blake2b(diarization.to_rttm().encode(), digest_size=8).hexdigest(),
         "seconds": stages, "total_seconds": end - start,
         "peak_rss_gib_by_stage": {key.removeprefix("peak_rss_gib_after_"): value for key, value in marks.items()
                                   if key.startswith("peak_rss_gib_after_")},

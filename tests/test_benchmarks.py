@@ -164,3 +164,30 @@ def test_git_commit_marks_uncommitted_changes(tmp_path):
     assert run_all.git_commit(tmp_path) == head.stdout.strip()
     (tmp_path / "results.md.tmp").write_text("partial")
     assert run_all.git_commit(tmp_path) == head.stdout.strip() + " (uncommitted changes)"
+
+
+def test_long_audio_replay_gives_the_result_of_computing_every_window(tmp_path, monkeypatch):
+    """The long-audio benchmark replays memoized model outputs for repeated windows: the diarization, the
+    embeddings clustered and the stages' arrays must be those of a run that computes every window."""
+    import argparse
+
+    import numpy as np
+    import soundfile as sf
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_long_audio as bench
+
+    loop = bench.write_loop(tmp_path, loop_minutes=0.25, step_samples=12800)
+    audio = tmp_path / "looped.wav"
+    sf.write(audio, np.resize(loop, len(loop) * 3), bench.SAMPLE_RATE, subtype="PCM_16")
+    runs = {}
+    for replay in (True, False):
+        args = argparse.Namespace(threads=1, device="cpu", segmentation="base_plus", embedding_batch_size=0,
+                                  model=None, no_replay=not replay)
+        (tmp_path / f"memo_{replay}").mkdir()
+        runs[replay] = bench.measure(args, audio, "ahc", None, tmp_path / f"memo_{replay}")
+    replayed, computed = runs[True], runs[False]
+    assert computed["windows_computed"]["embeddings"] == computed["windows"]
+    assert replayed["windows_computed"]["embeddings"] < computed["windows"] * 3 / 4  # the first period, the last batch
+    for key in ("windows", "embeddings_clustered", "speakers", "diarization_digest"):
+        assert replayed[key] == computed[key], key

@@ -10,22 +10,23 @@ the frames of each chunk's segmentation, channel selection and resampling of the
 to the recording (pyannote zero-pads the last chunk, and a model may detect speech there).
 
 Memory at the defaults (step 0.1: 4,500 windows per hour, up to 4 embeddings each). Each stage holds arrays
-linear in the recording length and in float32: the waveform (0.21 GiB per hour), the binarized segmentations
-(median-filtered in place), the embeddings (filled batch by batch into one preallocated array) and the
-clustered segmentations of the reconstruction. Clustering is linear in the number of embeddings too: pyannote's
-agglomerative clustering (and VBx's AHC initialisation) go through fastcluster's memory-saving linkage
+linear in the recording length and in float32: the waveform (0.21 GiB per hour), the segmentations (written
+batch by batch into one array per recording, :class:`SegmentationInference`, then median-filtered in place), the
+embeddings (filled batch by batch into one preallocated array) and the clustered segmentations of the
+reconstruction. Clustering is linear in the number of embeddings too: pyannote's agglomerative clustering (and
+VBx's AHC initialisation) go through fastcluster's memory-saving linkage
 (:mod:`diarizen_lab.evaluation.clustering`), where scipy's linkage would build the condensed matrix of all
 pairwise distances (2.4 GiB more for the 18,000 embeddings of one hour). The rest of the peak is fixed: the
-libraries (about 1.1 GiB), the models and one batch of their activations (a batch of 8 ResNet34 windows: 0.4
-GiB; 32 Base+ WavLM windows about 1 GiB above one window on CPU, where WavLM's convolutional front end takes
-the windows one at a time). Measured at the defaults with ResNet34 and the tiny WavLM-Conformer
-(``benchmarks/bench_long_audio.py``, ``benchmarks/results.md``): peak RSS 2.0-2.1 GiB at 1 h, 2.8-3.07 GiB at
-4 h (runs differ by up to 0.2 GiB), reached while embedding.
+libraries (about 0.94 GiB), the models and one batch of their activations (on CPU one ResNet34 window, 0.09 GiB;
+32 Base+ WavLM windows about 1 GiB above one window, where WavLM's convolutional front end takes the windows one
+at a time). Measured at the defaults with ResNet34 and the tiny WavLM-Conformer on 2 CPU threads
+(``benchmarks/bench_long_audio.py``, ``benchmarks/results.md``): peak RSS 1.47-1.53 GiB at 1 h and 2.26-2.27 GiB
+at 4 h; 2.31 GiB at 4 h with a trained segmentation model (30,000 embeddings).
 
-Time at the defaults: the WeSpeaker ResNet34 embeddings cost more than an s80 segmentation model and a third
-of a Base+ one (one ResNet34 pass over each 8 s window: 0.32 s on 2 CPU threads, against 0.21 s for s80 and 0.94 s for Base+), and
-is computed once per window for all its local speakers; agglomerative clustering of N embeddings takes O(N^2 D)
-time with the memory-saving linkage (10 s for 6,700 embeddings).
+Time at the defaults: the WeSpeaker ResNet34 embeddings cost about as much as an s80 segmentation model and a
+quarter of a Base+ one (one ResNet34 pass over each 8 s window, 0.2 s on 2 CPU threads, against 0.19 s for s80
+and 0.83 s for Base+), computed once per window for all its local speakers; agglomerative clustering of N
+embeddings takes O(N^2 D) time with the memory-saving linkage (45 s for 15,000 embeddings, 190 s for 30,000).
 """
 
 from __future__ import annotations
